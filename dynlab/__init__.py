@@ -1,0 +1,21 @@
+"""dynlab: a workbench for learning dynamical systems.
+
+Reference simulators (:mod:`simulators`) write Zarr datasets that open as
+xarray; learners train on them and are tested against the reference physics.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "open_dataset", "simulate"]
+
+
+def __getattr__(name: str):
+    # Lazy: `import dynlab` stays cheap and does not pull in xarray/zarr/hydra.
+    if name == "open_dataset":
+        from .data.store import open_dataset
+        return open_dataset
+    if name == "simulate":
+        from .pipeline.simulate import simulate
+        return simulate
+    raise AttributeError(f"module 'dynlab' has no attribute {name!r}")

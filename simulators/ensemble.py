@@ -1,0 +1,72 @@
+"""Batched ensembles: initial conditions, spin-up and saved trajectories for a set of members."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from .core import AbstractSystem, TimeGrid
+from .integrators import AbstractIntegrator
+from .random import CounterRNG
+
+__all__ = ["BlowUpError", "run_members"]
+
+
+class BlowUpError(RuntimeError):
+    """A member's state became non-finite. ``member`` is its global index and
+    ``time`` the first saved model time (after spin-up; negative inside it) at which
+    the blow-up was seen."""
+
+    def __init__(self, member: int, time: float):
+        super().__init__(f"the state of member {member} became non-finite at model time {time:g}")
+        self.member = member
+        self.time = time
+
+
+def _check_finite(x: torch.Tensor, members: torch.Tensor, time: float) -> None:
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(bad.any()):
+        raise BlowUpError(int(members[bad.nonzero()[0, 0]]), time)
+
+
+def run_members(system: AbstractSystem, integrator: AbstractIntegrator, grid: TimeGrid, *,
+                seed: int, members: Sequence[int] | torch.Tensor, dtype: torch.dtype = torch.float64,
+                device: torch.device | str = "cpu",
+                progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
+    """Simulate the given members and return their output variables.
+
+    Each member's initial state and noise come from its own counter-based stream
+    keyed by ``(seed, member index)``; the spin-up of ``grid.spinup`` is
+    discarded and the states at ``grid.times`` are kept.
+
+    Returns a dict ``name -> tensor`` with shapes ``(M, n_saves, *var_dims)`` on
+    ``device`` (``M = len(members)``). ``progress(n)`` is called with the
+    number of integration steps done since its previous call.
+    Raises :class:`BlowUpError` naming the first member whose state is non-finite.
+    """
+    integrator.check_system(system)
+    members = torch.as_tensor(list(members), dtype=torch.int64)
+    rng = CounterRNG(seed, members).to(device)
+    x = system.sample_initial(rng, dtype=dtype, device=device)
+    dt, every = grid.dt, grid.steps_per_save
+    if grid.spinup_steps:
+        x = integrator.integrate(system, x, t0=-grid.spinup, dt=dt, n_steps=grid.spinup_steps,
+                                 save_every=grid.spinup_steps, step0=0, rng=rng)[-1]
+        if progress:
+            progress(grid.spinup_steps)
+        _check_finite(x, members, 0.0)
+
+    def on_save(_: int) -> None:
+        if progress:
+            progress(every)
+
+    n_steps = (grid.n_saves - 1) * every
+    traj = integrator.integrate(system, x, t0=0.0, dt=dt, n_steps=n_steps, save_every=every,
+                                step0=grid.spinup_steps, rng=rng, callback=on_save)
+    traj = torch.cat((x[None], traj), dim=0)  # (T, M, *state)
+    finite = torch.isfinite(traj.reshape(traj.shape[0], traj.shape[1], -1)).all(-1)  # (T, M)
+    if not bool(finite.all()):
+        t_idx, m_idx = (~finite).nonzero()[0].tolist()
+        raise BlowUpError(int(members[m_idx]), float(grid.times[t_idx]))
+    traj = traj.transpose(0, 1)  # (M, T, *state)
+    return system.observables(traj)
