@@ -78,6 +78,9 @@ class Params:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.type in ("float", float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)  # F=8 means F=8.0
+                object.__setattr__(self, field.name, value)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 check_finite_parameter(field.name, value)
         self.validate()
@@ -168,6 +171,8 @@ class AbstractSystem(ABC):
     Params: ClassVar[type[Params]]
     #: physical units of time (CF units string; "1" for non-dimensional models)
     time_units: ClassVar[str] = "1"
+    #: integrator used when the config says ``integrator=auto``
+    default_integrator: ClassVar[str] = "rk4"
 
     def __init__(self, params: Params | None = None, **kwargs: Any):
         if params is None:

@@ -1,0 +1,76 @@
+"""The ``dynlab`` command: ``dynlab <command> [key=value ...]`` with hydra overrides.
+
+Commands compose ``configs/<command>.yaml`` with the overrides (hydra's
+override grammar: ``system=lorenz63``, ``system.F=10``, ``+key=value``) and call
+the plain function behind the command. User errors print one line and exit 2.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from .errors import DynlabError
+
+USAGE = """usage: dynlab <command> [override ...] [--cfg] [--help]
+
+commands:
+  simulate   simulate an ensemble into a Zarr store (configs/simulate.yaml)
+
+Overrides use hydra's grammar, for example:
+  dynlab simulate system=lorenz96 system.K=40 system.F=8 ensemble.members=256 \\
+      time.dt=0.01 time.save_every=0.05 time.spinup=10 time.t_end=100 seed=0 out=data/l96.zarr
+  dynlab simulate system=lorenz63 integrator=dopri5 integrator.rtol=1e-9
+  dynlab simulate parallel=dask parallel.n_workers=4
+
+--cfg prints the composed config and exits.
+"""
+
+
+def _simulate(cfg) -> None:
+    from .pipeline.simulate import simulate
+
+    result = simulate(cfg)
+    print(result.path)
+
+
+COMMANDS: dict[str, tuple[str, Callable]] = {
+    "simulate": ("simulate", _simulate),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"dynlab: error: unknown command {command!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if any(a in ("-h", "--help") for a in rest):
+        print(USAGE)
+        return 0
+    show_cfg = "--cfg" in rest
+    overrides = [a for a in rest if a != "--cfg"]
+    config_name, func = COMMANDS[command]
+    try:
+        from omegaconf import OmegaConf
+
+        from .config import compose
+
+        cfg = compose(config_name, overrides)
+        if show_cfg:
+            print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+            return 0
+        func(cfg)
+    except DynlabError as err:
+        print(f"dynlab: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dynlab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
