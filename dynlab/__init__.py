@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "open_dataset", "simulate"]
+__all__ = ["__version__", "open_dataset", "simulate", "load_emulator"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,7 @@ def __getattr__(name: str):
     if name == "simulate":
         from .pipeline.simulate import simulate
         return simulate
+    if name == "load_emulator":
+        from .train.checkpoint import load_emulator
+        return load_emulator
     raise AttributeError(f"module 'dynlab' has no attribute {name!r}")

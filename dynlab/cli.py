@@ -15,6 +15,9 @@ USAGE = """usage: dynlab <command> [override ...] [--cfg] [--help]
 
 commands:
   simulate   simulate an ensemble into a Zarr store (configs/simulate.yaml)
+  train      train an emulator on a stored dataset (configs/train.yaml)
+  evaluate   test a trained emulator against the reference physics (configs/evaluate.yaml)
+  run        simulate, train and evaluate one experiment (configs/run.yaml)
 
 Overrides use hydra's grammar, for example:
   dynlab simulate system=lorenz96 system.K=40 system.F=8 ensemble.members=256 \\
@@ -33,8 +36,30 @@ def _simulate(cfg) -> None:
     print(result.path)
 
 
+def _train(cfg) -> None:
+    from .pipeline.train import train
+
+    train(cfg)
+
+
+def _evaluate(cfg) -> None:
+    from .pipeline.evaluate import evaluate
+
+    evaluate(cfg)
+
+
+def _run(cfg) -> None:
+    from .pipeline.run import run
+
+    run(cfg)
+
+
+# command -> (config name in configs/, function of the composed config)
 COMMANDS: dict[str, tuple[str, Callable]] = {
     "simulate": ("simulate", _simulate),
+    "train": ("train", _train),
+    "evaluate": ("evaluate", _evaluate),
+    "run": ("run", _run),
 }
 
 
