@@ -16,6 +16,9 @@ from .integrators import INTEGRATORS, AbstractFixedStepIntegrator, AbstractInteg
 from .lorenz import Lorenz63, Lorenz96, Lorenz96TwoScale
 from .lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, rk4_tangent_step
 from .random import CounterRNG
+from . import climate  # noqa: F401
+from . import tipping  # noqa: F401
+from . import hamiltonian  # noqa: F401
 
 __all__ = [
     "SYSTEMS", "INTEGRATORS", "AbstractSystem", "AbstractIntegrator", "AbstractFixedStepIntegrator",

@@ -4,6 +4,7 @@ from .base import (INTEGRATORS, AbstractFixedStepIntegrator, AbstractIntegrator,
 from .dopri5 import Dopri5
 from .euler_maruyama import EulerMaruyama
 from .rk4 import RK4
+from .symplectic import ImplicitMidpoint, Leapfrog, Yoshida4  # noqa: F401
 
 __all__ = ["INTEGRATORS", "AbstractIntegrator", "AbstractFixedStepIntegrator", "make_integrator",
            "register_integrator", "RK4", "Dopri5", "EulerMaruyama"]

@@ -1,0 +1,232 @@
+r"""State-space-model emulator: encoder → :class:`~dynlab.models.ssm.SSMBackbone` → increment decoder.
+
+With states standardised as :math:`z_t = (x_t − μ)/σ` and increments as
+:math:`δ_t = (x_{t+1} − x_t − μ_δ)/σ_δ`, the emulator predicts
+
+.. math::  \hat x_{t+1} = x_t + μ_δ + σ_δ ⊙ \mathrm{dec}\big(\mathrm{SSM}(\mathrm{enc}(z_{\le t}))_t\big).
+
+Predicting the increment (a residual) instead of the state is what makes
+learned emulators of chaotic ODE data work: the one-step map of a finely
+sampled flow is close to the identity, and an untrained model starts near
+persistence.
+
+Two encoders:
+
+* ``spatial_encoder=None``: a linear map of the flat state ``D → d_model`` and
+  back; one sequence per member, ``(B, L, d_model)`` through the backbone.
+* ``spatial_encoder="periodic_conv"``: for fields on a periodic dimension
+  (``k`` of Lorenz96), every site is a sequence of its own and the model is the
+  same at every site (translation equivariance): a circular 1-D convolution over
+  the sites maps the ``C`` channels per site (1 for Lorenz96's ``X``; ``1 + J``
+  for the two-scale ``X`` and ``Y``) to ``d_model``, the backbone runs on
+  ``(B·K, L, d_model)``, and a second circular convolution maps back to ``C``
+  increments per site. The normalising statistics are pooled over sites so they
+  do not break the symmetry. With kernel size ``s`` the receptive field is
+  ``2(s − 1) + 1`` sites at each step, plus whatever the backbone's memory adds
+  over time.
+
+``forward`` is teacher forcing through the backbone's parallel mode; ``step``
+uses its recurrent mode; the two agree to round-off (the backbone's contract).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import AbstractEmulator, Normalizer
+from .codec import StateCodec
+
+__all__ = ["SSMEmulator", "SPATIAL_ENCODERS", "periodic_site_index"]
+
+SPATIAL_ENCODERS = (None, "periodic_conv")
+
+
+def periodic_site_index(codec: StateCodec, dim: str = "k") -> torch.Tensor:
+    """Flat feature indices arranged by site: ``(K, C)``, ``index[k, c]`` is channel ``c`` of site ``k``.
+
+    Every field of the codec must have ``dim`` as its first dimension (e.g.
+    ``X`` on ``(k,)`` and ``Y`` on ``(k, j)``); the channels of a site are the
+    fields' remaining entries in codec order. Raises ``ValueError`` naming the
+    first field that is not on ``dim``.
+    """
+    if not codec.fields:
+        raise ValueError("the codec has no fields")
+    sizes = set()
+    for f in codec.fields:
+        if not f.dims or f.dims[0] != dim:
+            raise ValueError(f"spatial_encoder='periodic_conv' needs every variable on the periodic dim {dim!r} first; "
+                             f"variable {f.name!r} has dims {f.dims}")
+        sizes.add(f.shape[0])
+    if len(sizes) != 1:
+        raise ValueError(f"variables disagree on the size of dim {dim!r}: {sorted(sizes)}")
+    K = sizes.pop()
+    blocks, offset = [], 0
+    for f in codec.fields:
+        per_site = f.size // K
+        blocks.append(offset + torch.arange(f.size).reshape(K, per_site))  # C order: site first
+        offset += f.size
+    return torch.cat(blocks, dim=1)
+
+
+class _PeriodicConv(nn.Module):
+    """Circular 1-D convolution over sites: ``(N, C_in, K) -> (N, C_out, K)``."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int):
+        super().__init__()
+        self.pad = kernel_size // 2
+        self.conv = nn.Conv1d(c_in, c_out, kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (self.pad, self.pad), mode="circular"))
+
+
+class SSMEmulator(AbstractEmulator):
+    """Encoder → SSM backbone → decoder of normalised increments (module docstring).
+
+    Args:
+        codec: the state codec, or the number of features ``D`` (a codec is
+            required for ``spatial_encoder="periodic_conv"``).
+        d_model: backbone width.
+        n_layers: backbone depth.
+        block: ``"s4d"`` or ``"mamba"``.
+        spatial_encoder: ``None`` (linear) or ``"periodic_conv"``.
+        kernel_size: odd kernel size of the periodic convolutions.
+        spatial_dim: the periodic dimension's name.
+        backbone: extra keyword arguments of ``SSMBackbone`` (e.g. ``d_state``).
+        decoder_init_scale: the decoder's initial weights are scaled by this,
+            so an untrained emulator starts close to persistence plus the mean increment.
+
+    Shapes: ``forward`` ``(B, L, D) -> (B, L, D)``; ``step`` ``(B, D) -> (B, D)``.
+    """
+
+    trainable = True
+
+    def __init__(self, codec: StateCodec | int, d_model: int = 64, n_layers: int = 4, block: str = "s4d",
+                 spatial_encoder: str | None = None, kernel_size: int = 5, spatial_dim: str = "k",
+                 backbone: dict[str, Any] | None = None, decoder_init_scale: float = 0.1):
+        if isinstance(codec, StateCodec):
+            n_features = codec.n_features
+        elif isinstance(codec, int) and not isinstance(codec, bool):
+            n_features, codec = codec, None
+        else:
+            raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+        super().__init__(n_features)
+        for name, value in (("d_model", d_model), ("n_layers", n_layers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if block not in ("s4d", "mamba"):
+            raise ValueError(f"block must be 's4d' or 'mamba', got {block!r}")
+        if spatial_encoder not in SPATIAL_ENCODERS:
+            raise ValueError(f"spatial_encoder must be one of {list(SPATIAL_ENCODERS)}, got {spatial_encoder!r}")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size!r}")
+        if not (isinstance(decoder_init_scale, (int, float)) and math.isfinite(decoder_init_scale)):
+            raise ValueError(f"decoder_init_scale must be a finite number, got {decoder_init_scale!r}")
+        from ..models.ssm import SSMBackbone
+
+        self.codec = codec
+        self.d_model, self.n_layers, self.block = d_model, n_layers, block
+        self.spatial_encoder, self.kernel_size, self.spatial_dim = spatial_encoder, kernel_size, spatial_dim
+        self.normalizer = Normalizer(n_features)
+        self.increment_normalizer = Normalizer(n_features)
+        if spatial_encoder == "periodic_conv":
+            if codec is None:
+                raise ValueError("spatial_encoder='periodic_conv' needs a StateCodec (to find the sites), got a feature count")
+            site_index = periodic_site_index(codec, spatial_dim)  # (K, C)
+            self.n_sites, self.n_channels = site_index.shape
+            self.register_buffer("site_index", site_index.reshape(-1), persistent=False)
+            self.register_buffer("site_inverse", torch.argsort(site_index.reshape(-1)), persistent=False)
+            self.encoder = _PeriodicConv(self.n_channels, d_model, kernel_size)
+            self.decoder = _PeriodicConv(d_model, self.n_channels, kernel_size)
+        else:
+            self.n_sites, self.n_channels = 1, n_features
+            self.encoder = nn.Linear(n_features, d_model)
+            self.decoder = nn.Linear(d_model, n_features)
+        with torch.no_grad():
+            for p in self.decoder.parameters():
+                p.mul_(decoder_init_scale)
+        self.backbone = SSMBackbone(d_model, n_layers, block=block, **dict(backbone or {}))
+
+    # -- normalisation --------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_normalizers(self, x: torch.Tensor) -> "SSMEmulator":
+        """Set state and increment statistics from training windows ``x`` ``(N, L >= 2, D)``.
+
+        With the periodic encoder the statistics of each channel are pooled over sites.
+        """
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
+        x = x.detach().to("cpu", torch.float64)
+        for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
+            flat = data.reshape(-1, self.n_features)
+            if self.spatial_encoder == "periodic_conv":
+                sites = flat[:, self.site_index.cpu()].reshape(-1, self.n_sites, self.n_channels)
+                mean = sites.mean(dim=(0, 1))  # (C,)
+                std = sites.std(dim=(0, 1)).clamp_min(1e-8)
+                per_feature = lambda v: v.expand(self.n_sites, self.n_channels).reshape(-1)[self.site_inverse.cpu()]
+                normalizer.mean.copy_(per_feature(mean))
+                normalizer.std.copy_(per_feature(std))
+            else:
+                normalizer.fit(flat)
+        return self
+
+    # -- layout helpers -------------------------------------------------------------------
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.encoder.parameters()).dtype
+
+    def _encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised states ``(N, D)`` → backbone inputs ``(N·K, d_model)``."""
+        if self.spatial_encoder is None:
+            return self.encoder(z)
+        N = z.shape[0]
+        sites = z[:, self.site_index].reshape(N, self.n_sites, self.n_channels)  # (N, K, C)
+        h = self.encoder(sites.transpose(1, 2))  # (N, d_model, K)
+        return h.transpose(1, 2).reshape(N * self.n_sites, self.d_model)
+
+    def _decode(self, h: torch.Tensor) -> torch.Tensor:
+        """Backbone outputs ``(N·K, d_model)`` → normalised increments ``(N, D)``."""
+        if self.spatial_encoder is None:
+            return self.decoder(h)
+        N = h.shape[0] // self.n_sites
+        h = h.reshape(N, self.n_sites, self.d_model).transpose(1, 2)  # (N, d_model, K)
+        out = self.decoder(h).transpose(1, 2).reshape(N, self.n_sites * self.n_channels)  # (N, K·C)
+        return out[:, self.site_inverse]
+
+    def _increment(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        return x + self.increment_normalizer.denormalize(delta.to(x.dtype))
+
+    # -- contract -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        B, L, D = x.shape
+        z = self.normalizer.normalize(x).to(self._param_dtype())
+        h = self._encode(z.reshape(B * L, D))  # (B·L·K, d)
+        h = h.reshape(B, L, self.n_sites, self.d_model).transpose(1, 2).reshape(B * self.n_sites, L, self.d_model)
+        h, _ = self.backbone(h)  # (B·K, L, d)
+        h = h.reshape(B, self.n_sites, L, self.d_model).transpose(1, 2).reshape(B * L * self.n_sites, self.d_model)
+        delta = self._decode(h).reshape(B, L, D)
+        return self._increment(x, delta)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> Any:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        return self.backbone.default_state(batch * self.n_sites, device=device, dtype=self._param_dtype())
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
+        if forcing_t is not None:
+            raise ValueError("SSMEmulator takes no forcing, got a forcing tensor")
+        z = self.normalizer.normalize(x_t).to(self._param_dtype())
+        h, state = self.backbone.step(self._encode(z), state)  # (B·K, d)
+        return self._increment(x_t, self._decode(h)), state
+
+    def extra_repr(self) -> str:
+        return (f"n_features={self.n_features}, d_model={self.d_model}, n_layers={self.n_layers}, "
+                f"block={self.block!r}, spatial_encoder={self.spatial_encoder!r}, n_sites={self.n_sites}")

@@ -1,0 +1,151 @@
+r"""Reference-physics scales for the forecast scores: λ₁ and the integrator agreement horizon.
+
+* :func:`leading_lyapunov_exponent`: λ₁ of the reference system by the QR method
+  (:func:`simulators.lyapunov_spectrum`, one exponent), on the RK4 map with the
+  exact tangent map where the system has an analytic ``jvp``
+  (:func:`simulators.rk4_tangent_step`). One Lyapunov time is 1/λ₁. Results are
+  cached in memory and in ``$DYNLAB_CACHE_DIR/lyapunov.json`` (default
+  ``~/.cache/dynlab``), keyed by the system, its parameters and the numerical
+  settings; λ₁ is a property of the attractor, so the initial states do not
+  enter the key.
+* :func:`reference_agreement_time`: how long two accurate reference integrators
+  agree. From the same initial states, RK4 at the dataset's step and adaptive
+  Dormand–Prince at tight tolerance are run over the forecast horizon, and the
+  agreement time is the first lead at which their normalised difference exceeds
+  the VPT threshold. A valid prediction time beyond it is not meaningful
+  (PHYSICS.md, Emulator scores) and is capped there.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simulators import AbstractSystem, lyapunov_spectrum, make_integrator, rk4_tangent_step
+
+from .metrics import VPT_THRESHOLD, first_exceedance_time, normalized_error
+
+__all__ = ["leading_lyapunov_exponent", "reference_agreement_time", "cache_dir", "FAST_SCALE_SYSTEMS"]
+
+#: systems whose λ₁ is set by fast variables the emulators do not resolve:
+#: their valid prediction times are reported in model time only
+FAST_SCALE_SYSTEMS = frozenset({"lorenz96_two_scale"})
+
+_MEMORY_CACHE: dict[str, float] = {}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DYNLAB_CACHE_DIR") or Path.home() / ".cache" / "dynlab")
+
+
+def _cache_key(system: AbstractSystem, dt: float, steps: int, transient: int, qr_every: int) -> str:
+    params = json.dumps(system.params.as_dict(), sort_keys=True)
+    return f"{system.name}|{params}|dt={dt!r}|steps={steps}|transient={transient}|qr={qr_every}"
+
+
+def _read_disk_cache(path: Path) -> dict[str, float]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def leading_lyapunov_exponent(system: AbstractSystem, x0: torch.Tensor, *, dt: float, time: float = 100.0,
+                              transient_time: float = 10.0, qr_every: int = 10, use_cache: bool = True) -> float:
+    """λ₁ of ``system`` (per unit model time), averaged over the members of ``x0``.
+
+    Args:
+        system: a deterministic reference system.
+        x0: states on (or near) the attractor, ``(B, *state_shape)``.
+        dt: RK4 step.
+        time: averaging time (model time).
+        transient_time: time run first to align the tangent vector.
+        qr_every: steps between re-orthonormalisations.
+        use_cache: read and write the cache.
+    """
+    if system.is_stochastic:
+        raise ValueError(f"system {system.name!r} is stochastic; its Lyapunov exponent is not defined here")
+    for name, value in (("dt", dt), ("time", time)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    if isinstance(transient_time, bool) or not isinstance(transient_time, (int, float)) or transient_time < 0:
+        raise ValueError(f"transient_time must be a number >= 0, got {transient_time!r}")
+    steps, transient = max(1, round(time / dt)), round(transient_time / dt)
+    key = _cache_key(system, float(dt), steps, transient, qr_every)
+    path = cache_dir() / "lyapunov.json"
+    if use_cache:
+        if key in _MEMORY_CACHE:
+            return _MEMORY_CACHE[key]
+        disk = _read_disk_cache(path)
+        if key in disk:
+            _MEMORY_CACHE[key] = float(disk[key])
+            return _MEMORY_CACHE[key]
+    x = torch.as_tensor(x0, dtype=torch.float64).reshape(x0.shape[0], -1)
+    shape = system.state_shape
+
+    def field(t, flat):
+        return system.vector_field(t, flat.reshape(*flat.shape[:-1], *shape)).reshape(flat.shape)
+
+    jvp = getattr(system, "jvp", None)
+    if jvp is not None and len(shape) == 1:
+        lam = lyapunov_spectrum(None, x, dt=dt, n_steps=steps, n_exponents=1, qr_every=qr_every,
+                                transient=transient, tangent_step=rk4_tangent_step(field, jvp, dt))
+    else:
+        rk4 = make_integrator("rk4")
+        lam = lyapunov_spectrum(lambda s: rk4.step(system, 0.0, s.reshape(-1, *shape), dt).reshape(s.shape), x,
+                                dt=dt, n_steps=steps, n_exponents=1, qr_every=qr_every, transient=transient)
+    value = float(lam[:, 0].mean())
+    if use_cache:
+        _MEMORY_CACHE[key] = value
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            disk = _read_disk_cache(path)
+            disk[key] = value
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(disk, indent=1, sort_keys=True))
+            tmp.replace(path)
+        except OSError:  # a read-only home is no reason to fail an evaluation
+            pass
+    return value
+
+
+def reference_agreement_time(system: AbstractSystem, x0: torch.Tensor, *, dt: float, steps_per_save: int,
+                             horizon: int, scale: float, to_features: Any = None,
+                             threshold: float = VPT_THRESHOLD, rtol: float = 1e-10,
+                             atol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """When RK4 (step ``dt``) and Dormand–Prince (``rtol``, ``atol``) part ways.
+
+    Args:
+        system: the deterministic reference system.
+        x0: initial states ``(N, *state_shape)`` (float64 is used).
+        dt: RK4 step; outputs every ``steps_per_save`` steps.
+        horizon: number of saved steps H.
+        scale: the climate scale σ_clim that normalises the difference.
+        to_features: maps states ``(..., *state_shape)`` to the compared features
+            ``(..., D)`` (default: the flattened state).
+        threshold: ε of the valid prediction time.
+
+    Returns:
+        ``(times (N,), censored (N,), error (N, H))``: the first lead time at which
+        ``‖x_rk4 − x_dopri5‖/σ_clim > ε`` (the horizon ``H·dt·steps_per_save`` with
+        ``censored`` True where they agree throughout) and the normalised difference.
+    """
+    if system.is_stochastic:
+        raise ValueError(f"system {system.name!r} is stochastic; two integrators of it do not agree path by path")
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    x = torch.as_tensor(x0, dtype=torch.float64)
+    kw = dict(t0=0.0, dt=dt, n_steps=horizon * steps_per_save, save_every=steps_per_save)
+    a = make_integrator("rk4").integrate(system, x, **kw)  # (H, N, *state)
+    b = make_integrator("dopri5", rtol=rtol, atol=atol).integrate(system, x, **kw)
+    if to_features is None:
+        to_features = lambda s: s.reshape(*s.shape[:s.ndim - len(system.state_shape)], -1)  # noqa: E731
+    fa, fb = to_features(a).transpose(0, 1), to_features(b).transpose(0, 1)  # (N, H, D)
+    err = normalized_error(fa, fb, scale)
+    times, censored = first_exceedance_time(err, threshold, dt * steps_per_save)
+    return times, censored, err

@@ -1,0 +1,1 @@
+from .gillespie import *  # noqa
