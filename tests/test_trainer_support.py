@@ -109,3 +109,17 @@ def make_cfg(store, run_dir, **sections) -> dict[str, Any]:
         else:
             cfg[key] = value
     return cfg
+
+
+def make_store(folder, *, members: int = 10, chunk_members: int = 2, t_end: float = 4.0, K: int = 8):
+    """A small Lorenz96 store (cached per folder: a complete store with the same config is reused)."""
+    from pathlib import Path
+
+    from dynlab.config import compose
+    from dynlab.pipeline.simulate import simulate
+
+    out = Path(folder) / f"l96_K{K}_m{members}_c{chunk_members}_t{t_end:g}.zarr"
+    simulate(compose("simulate", [f"ensemble.members={members}", f"ensemble.chunk_members={chunk_members}",
+                                  f"time.t_end={t_end}", "time.spinup=2", f"system.K={K}", f"out={out}",
+                                  "progress=false"]), log=lambda msg: None)
+    return out

@@ -165,6 +165,7 @@ def build_emulator(learner_cfg: Mapping[str, Any], codec: StateCodec, train_data
     em = spec.builder(opts, codec, _check_train_data(train_data, codec), dt, system)
     em.trainable = spec.trainable
     em.learner_name = name
+    em.codec = codec  # so evaluation can write forecasts out with the dataset's variables
     return em
 
 

@@ -173,9 +173,9 @@ def _encode(codec: StateCodec, ds, members: Sequence) -> np.ndarray:
 def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None = None, context: int = 10,
                        horizon: int = 100, starts_per_member: int = 4, long_rollout: int = 1000,
                        train_members: Sequence | None = None, threshold: float = M.VPT_THRESHOLD,
-                       lyapunov: str | bool = "auto", lyapunov_time: float = 100.0,
-                       lyapunov_transient: float = 10.0, lambda1: float | None = None,
-                       agreement: bool = True, agreement_rtol: float = 1e-10, agreement_atol: float = 1e-12,
+                       lyapunov: str | bool = "auto", lyapunov_time: float = 50.0,
+                       lyapunov_transient: float = 5.0, lambda1: float | None = None,
+                       agreement: bool = True, agreement_rtol: float = 1e-9, agreement_atol: float = 1e-11,
                        spectrum_nperseg: int = 256, spectrum_tail: float = 0.5, bins: int = 50,
                        batch_size: int = 256, device: str = "cpu") -> EvalSetup:
     """Build the truth side of an evaluation on ``test_members`` of ``ds``.
@@ -317,10 +317,11 @@ def _feature_index(full: StateCodec, part: StateCodec) -> torch.Tensor:
 
 
 def emulator_dtype(emulator: AbstractEmulator) -> torch.dtype:
-    """The floating dtype of an emulator's parameters/buffers (float64 if it has none)."""
-    for t in list(emulator.parameters()) + list(emulator.buffers()):
-        if t.is_floating_point():
-            return t.dtype
+    """The dtype forecasts run in: the emulator's parameter dtype, or float64 for an
+    emulator without parameters (baselines, closed-form predictors, the reference)."""
+    for p in emulator.parameters():
+        if p.is_floating_point():
+            return p.dtype
     return torch.float64
 
 

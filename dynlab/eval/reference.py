@@ -55,8 +55,8 @@ def _read_disk_cache(path: Path) -> dict[str, float]:
         return {}
 
 
-def leading_lyapunov_exponent(system: AbstractSystem, x0: torch.Tensor, *, dt: float, time: float = 100.0,
-                              transient_time: float = 10.0, qr_every: int = 10, use_cache: bool = True) -> float:
+def leading_lyapunov_exponent(system: AbstractSystem, x0: torch.Tensor, *, dt: float, time: float = 50.0,
+                              transient_time: float = 5.0, qr_every: int = 10, use_cache: bool = True) -> float:
     """λ₁ of ``system`` (per unit model time), averaged over the members of ``x0``.
 
     Args:
@@ -116,8 +116,8 @@ def leading_lyapunov_exponent(system: AbstractSystem, x0: torch.Tensor, *, dt: f
 
 def reference_agreement_time(system: AbstractSystem, x0: torch.Tensor, *, dt: float, steps_per_save: int,
                              horizon: int, scale: float, to_features: Any = None,
-                             threshold: float = VPT_THRESHOLD, rtol: float = 1e-10,
-                             atol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                             threshold: float = VPT_THRESHOLD, rtol: float = 1e-9,
+                             atol: float = 1e-11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """When RK4 (step ``dt``) and Dormand–Prince (``rtol``, ``atol``) part ways.
 
     Args:

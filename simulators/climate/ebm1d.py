@@ -228,6 +228,7 @@ class EnergyBalance1D(AbstractSystem):
         self.scenario = self.params.make_scenario()
         self._tensors: dict[tuple, dict[str, torch.Tensor]] = {}
         self._seasonal: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._last_tables = None
         self._fixed_insolation = None if self.params.insolation == "seasonal" else self._insolation_numpy(None)
 
     # -- fields on the grid ---------------------------------------------------------------
@@ -280,25 +281,31 @@ class EnergyBalance1D(AbstractSystem):
         # phase of the year on a fixed dyadic grid, so S(t) does not depend on cache history
         return round((float(t) % 1.0) * _PHASE_STEPS) % _PHASE_STEPS
 
-    def _consts(self, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
-        key = (dtype, str(device))
-        if key not in self._tensors:
+    def _consts(self, dtype: torch.dtype, device: torch.device | str) -> dict[str, torch.Tensor]:
+        key = (dtype, device)
+        consts = self._tensors.get(key)
+        if consts is None:
             g, p = self.grid, self.params
             as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=dtype, device=device)  # noqa: E731
-            self._tensors[key] = {
+            consts = self._tensors[key] = {
                 "area": as_t(g.area),
                 "edge_conductance": as_t(p.D * g.interior_edge_cos / g.dphi),  # D cos φ_e / Δφ
                 "inv_band": as_t(1.0 / (2.0 * g.area)),                        # 1 / (sin φ₊ − sin φ₋)
                 "qflux": as_t(self.qflux()),
             }
-        return self._tensors[key]
+        return consts
 
     def _heating_tables(self, t: float, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(warm, ice) column heating without the −BT term and the CO₂ forcing:
-        :math:`(1 - α)S - A + q` for the warm and the ice albedo, each (n_lat,)."""
-        key = (None if self._fixed_insolation is not None else self._phase_key(t), dtype, str(device))
-        tables = self._seasonal.get(key)
-        if tables is None:
+        """(warm, ice) column heating without the −BT term: :math:`(1 - α)S - A + F + q`
+        for the warm and the ice albedo, each (n_lat,)."""
+        phase = None if self._fixed_insolation is not None else self._phase_key(t)
+        F = self.forcing(t)
+        last = self._last_tables
+        if last is not None and last[0] == (phase, F, dtype, device):
+            return last[1]
+        key = (phase, dtype, device)
+        base = self._seasonal.get(key)
+        if base is None:
             p = self.params
             S = self.insolation(t)
             q = self.qflux()
@@ -306,10 +313,37 @@ class EnergyBalance1D(AbstractSystem):
             ice = (1.0 - p.ai) * S - p.A + q if p.ice_albedo_feedback else warm
             if len(self._seasonal) >= _CACHE_MAX:
                 self._seasonal.clear()
-            tables = (torch.as_tensor(warm).to(dtype=dtype, device=device),
-                      torch.as_tensor(ice).to(dtype=dtype, device=device))
-            self._seasonal[key] = tables
+            base = (torch.as_tensor(warm).to(dtype=dtype, device=device),
+                    torch.as_tensor(ice).to(dtype=dtype, device=device))
+            self._seasonal[key] = base
+        tables = (base[0] + F, base[1] + F)
+        self._last_tables = ((phase, F, dtype, device), tables)
         return tables
+
+    def _prefill_insolation(self, grid, offsets: tuple[float, ...], dtype, device) -> None:
+        """Compute the seasonal insolation of every stage time of one year of steps at once
+        (vectorised over days): with a step that divides the year, the run then only
+        looks its insolation up."""
+        if self._fixed_insolation is not None:
+            return
+        dt = grid.dt
+        n = min(math.ceil(1.0 / dt) + 1, grid.spinup_steps + (grid.n_saves - 1) * grid.steps_per_save)
+        starts = [0.0] + ([-grid.spinup] if grid.spinup_steps else [])
+        keys = {self._phase_key(t0 + i * dt + o) for t0 in starts for i in range(n) for o in offsets}
+        missing = sorted(k for k in keys if (k, dtype, device) not in self._seasonal)
+        if not missing or len(self._seasonal) + len(missing) > _CACHE_MAX:
+            return
+        p = self.params
+        days = np.asarray(missing, dtype=np.float64) / _PHASE_STEPS * DAYS_PER_YEAR
+        S = daily_insolation(self.lat, days, solar_constant=p.solar_constant, eccentricity=p.eccentricity,
+                             obliquity=p.obliquity, perihelion_longitude=p.perihelion_longitude,
+                             day_of_vernal_equinox=p.day_of_vernal_equinox)  # (n_missing, n_lat)
+        q = self.qflux()
+        warm = torch.as_tensor((1.0 - self.warm_albedo()) * S - p.A + q).to(dtype=dtype, device=device)
+        ice = (torch.as_tensor((1.0 - p.ai) * S - p.A + q).to(dtype=dtype, device=device)
+               if p.ice_albedo_feedback else warm)
+        for row, key in enumerate(missing):
+            self._seasonal[(key, dtype, device)] = (warm[row], ice[row])
 
     def forcing(self, t: float) -> float:
         """CO₂ forcing F(t) in W m⁻² at model time ``t`` (years)."""
@@ -319,22 +353,20 @@ class EnergyBalance1D(AbstractSystem):
     # -- tendencies ----------------------------------------------------------------------
     def heating(self, t: float, T: torch.Tensor) -> torch.Tensor:
         r"""Column heating except diffusion, W m⁻², same shape as ``T`` (…, n_lat):
-        :math:`(1 - α(φ, T))S(φ, t) - (A + BT) + F(t) + q(φ)`."""
+        :math:`(1 - α(φ, T))S(φ, t) - (A + BT) + F(t) + q(φ)`. A new tensor."""
         warm, ice = self._heating_tables(t, T.dtype, T.device)
-        F = self.forcing(t)
-        if self.params.ice_albedo_feedback:
-            out = torch.where(T < self.params.Tf, ice + F, warm + F)
-        else:
-            out = (warm + F).expand_as(T).clone()
-        return out.add_(T, alpha=-self.params.B)
+        p = self.params
+        if p.ice_albedo_feedback:
+            return torch.where(T < p.Tf, ice, warm).add_(T, alpha=-p.B)
+        return torch.add(warm, T, alpha=-p.B)
 
     def diffusive_convergence(self, T: torch.Tensor) -> torch.Tensor:
         r"""Finite-volume :math:`\frac{1}{\cos φ}\partial_φ(\cos φ\,D\,\partial_φ T)` in W m⁻²,
         shape (…, n_lat): edge fluxes :math:`D\cos φ_e ΔT/Δφ`, zero at the poles."""
         c = self._consts(T.dtype, T.device)
-        flux = (T[..., 1:] - T[..., :-1]) * c["edge_conductance"]   # (…, n_lat − 1) interior edges
-        flux = torch.nn.functional.pad(flux, (1, 1))                  # (…, n_lat + 1) with zero polar flux
-        return (flux[..., 1:] - flux[..., :-1]) * c["inv_band"]
+        flux = torch.diff(T, dim=-1).mul_(c["edge_conductance"])     # (…, n_lat − 1) interior edges
+        flux = torch.constant_pad_nd(flux, (1, 1))                    # (…, n_lat + 1), zero polar flux
+        return torch.diff(flux, dim=-1).mul_(c["inv_band"])
 
     def global_mean(self, field: torch.Tensor) -> torch.Tensor:
         """Area-weighted mean over latitude: (…, n_lat) → (…)."""
@@ -423,19 +455,20 @@ class EnergyBalance1D(AbstractSystem):
                 f"use time.dt <= {limit:.4g} (the limit grows with mixed_layer_depth and shrinks as 1/n_lat^2)")
 
     def _rk4_step(self, t: float, T: torch.Tensor, dt: float, acc: torch.Tensor | None, noise) -> torch.Tensor:
+        # stage tendencies are kept in W m⁻² (heating + convergence); 1/C enters the alphas
         inv_c = 1.0 / self.heat_capacity_years
-        half = 0.5 * dt
         k = []
         x = T
-        for stage, (dt_stage, weight) in enumerate(((0.0, dt / 6.0), (half, dt / 3.0), (half, dt / 3.0), (dt, dt / 6.0))):
+        for stage, (offset, weight) in enumerate(((0.0, dt / 6.0), (0.5 * dt, dt / 3.0),
+                                                  (0.5 * dt, dt / 3.0), (dt, dt / 6.0))):
             if stage:
-                x = T + dt_stage * k[-1]
-            heat = self.heating(t + dt_stage, x)
+                x = torch.add(T, k[-1], alpha=offset * inv_c)
+            heat = self.heating(t + offset, x)
             if acc is not None:
                 acc.add_(heat, alpha=weight)
-            k.append(heat.add_(self.diffusive_convergence(x)).mul_(inv_c))
-        incr = k[1].add_(k[2]).mul_(2.0).add_(k[0]).add_(k[3])
-        return T + (dt / 6.0) * incr
+            k.append(heat.add_(self.diffusive_convergence(x)))
+        incr = k[1].add_(k[2]).mul_(2.0).add_(k[0]).add_(k[3])   # k1 + 2 k2 + 2 k3 + k4
+        return torch.add(T, incr, alpha=dt * inv_c / 6.0)
 
     def _euler_maruyama_step(self, t: float, T: torch.Tensor, dt: float, acc: torch.Tensor | None,
                              noise: torch.Tensor | None) -> torch.Tensor:
@@ -466,6 +499,8 @@ class EnergyBalance1D(AbstractSystem):
         members = torch.as_tensor(list(members), dtype=torch.int64)
         rng = CounterRNG(seed, members).to(device)
         T = self.sample_initial(rng, dtype=dtype, device=device)
+        device = T.device  # canonical (cuda → cuda:0), the key of the cached tables
+        self._prefill_insolation(grid, (0.0, 0.5 * grid.dt, grid.dt) if method == "rk4" else (0.0,), dtype, device)
         dt, every, n = grid.dt, grid.steps_per_save, self.params.n_lat
 
         def noise_at(global_step: int) -> torch.Tensor | None:

@@ -149,6 +149,8 @@ class AbstractHamiltonianSystem(AbstractSystem):
     def __init__(self, params: Params | None = None, **kwargs: Any):
         super().__init__(params, **kwargs)
         self._member_values: dict[str, torch.Tensor] = {}
+        drawn = (self.params.randomize or {}).get("friction")
+        self._has_friction = self.params.friction > 0 or (drawn is not None and drawn[1] > 0)
 
     # -- layout -----------------------------------------------------------------------
     @property
@@ -170,8 +172,11 @@ class AbstractHamiltonianSystem(AbstractSystem):
         if x.shape[-1] != 2 * self.dof:
             raise ValueError(f"{self.name} states have a last dimension of {2 * self.dof}, got shape {tuple(x.shape)}")
         n = self.dof
+        q, p = x[..., :n], x[..., n:]
+        if len(self.q_shape) == 1:
+            return q, p
         lead = x.shape[:-1]
-        return x[..., :n].reshape(*lead, *self.q_shape), x[..., n:].reshape(*lead, *self.q_shape)
+        return q.reshape(*lead, *self.q_shape), p.reshape(*lead, *self.q_shape)
 
     def join(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """``q``, ``p`` each ``(..., *q_shape)`` → flat state ``(..., 2·dof)``."""
@@ -205,8 +210,7 @@ class AbstractHamiltonianSystem(AbstractSystem):
     @property
     def has_friction(self) -> bool:
         """True when γ > 0 for some member (a fixed γ > 0, or a drawn range reaching above 0)."""
-        r = self.params.randomize or {}
-        return self.params.friction > 0 or ("friction" in r and r["friction"][1] > 0)
+        return self._has_friction
 
     def vector_field(self, t, x):
         r""":math:`(\partial_p H,\; -\partial_q H - \gamma\,\partial_p H)` on flat states ``(..., 2·dof)``."""

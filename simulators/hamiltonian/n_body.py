@@ -109,13 +109,25 @@ class AbstractGravitatingBodies(AbstractHamiltonianSystem):
         1/√(r² + ε²) off the diagonal (0 on it), and G·m_i·m_j ``(..., N, N)``."""
         eye, off = self._fixed(q)
         diff = q[..., :, None, :] - q[..., None, :, :]
+        r2 = (diff * diff).sum(-1) + eye  # the diagonal (a body with itself) is masked below
         soft = self._softening()
-        soft2 = soft * soft if isinstance(soft, float) else (soft * soft).reshape(-1, 1, 1)
-        r2 = (diff * diff).sum(-1) + soft2 + eye  # the diagonal (a body with itself) is masked below
+        if not isinstance(soft, float):
+            r2 = r2 + (soft * soft).reshape(-1, 1, 1)
+        elif soft:
+            r2 = r2 + soft * soft
         inv_r = torch.rsqrt(r2) * off
-        m = self.masses(q)
+        return diff, inv_r, self._gmm(q)
+
+    def _gmm(self, like: torch.Tensor) -> torch.Tensor:
+        """G·m_i·m_j: ``(N, N)``, or ``(M, N, N)`` for a bound system."""
+        key = ("gmm", like.dtype, like.device)
+        if not self._member_values and key in self._constants:  # a bound copy shares the cache: skip it
+            return self._constants[key][0]
+        m = self.masses(like)
         gmm = self.coef("G", 2) * (m[..., :, None] * m[..., None, :])
-        return diff, inv_r, gmm
+        if not self._member_values:
+            self._constants[key] = (gmm,)
+        return gmm
 
     # -- physics ----------------------------------------------------------------------
     def kinetic_energy(self, p: torch.Tensor) -> torch.Tensor:

@@ -104,8 +104,12 @@ class AbstractFixedStepIntegrator(AbstractIntegrator):
             noise = None
             if self.stochastic and system.is_stochastic:
                 noise = rng.normal(state_shape, step=step0 + i, dtype=x.dtype).to(x.device)
+            t = t0 + i * dt
+            if step is not self.step:
+                # a tensor time keeps torch.compile from specialising on every float value
+                t = torch.tensor(t, dtype=x.dtype, device=x.device)
             try:
-                x = step(system, t0 + i * dt, x, dt, noise)
+                x = step(system, t, x, dt, noise)
             except Exception as err:
                 if step is self.step:
                     raise

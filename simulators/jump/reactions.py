@@ -107,7 +107,7 @@ class ReactionNetwork:
         if reaction.numel():
             xs = x.index_select(1, species)  # (B, terms)
             binom = xs
-            for j in range(1, self.max_order):  # C(x, ν) = Π_{i<ν} (x − i)/(i + 1)
-                binom = torch.where(order > j, binom * (xs - j) / (j + 1), binom)
+            for j in range(1, self.max_order):  # C(x, ν) = Π_{i<ν} (x − i)/(i + 1); clamp: no −0.0
+                binom = torch.where(order > j, binom * (xs - j).clamp_(min=0.0) / (j + 1), binom)
             a = a.scatter_reduce(1, reaction.expand(x.shape[0], -1), binom, reduce="prod")
         return a.reshape(*lead, self.n_reactions)

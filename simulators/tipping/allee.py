@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -99,7 +100,7 @@ class AlleeBirthDeath(AbstractSystem):
                                      "no upper equilibrium to start from; lower mu or give n0")
 
     # -- physics ----------------------------------------------------------------------
-    @property
+    @cached_property
     def death_rate(self) -> LinearRamp:
         """μ(t) as a forcing time series (held at ``mu`` during the spin-up)."""
         return LinearRamp(self.params.mu, self.params.mu_rate)

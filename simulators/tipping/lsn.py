@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ class LinearisedSaddleNode(AbstractSystem):
             if self.x0 is not None:
                 check_finite_parameter("x0", self.x0)
 
-    @property
+    @cached_property
     def bifurcation_parameter(self) -> LinearRamp:
         """R(t) as a forcing time series (held at R0 during the spin-up)."""
         return LinearRamp(self.params.R0, self.params.m)

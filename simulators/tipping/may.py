@@ -27,6 +27,7 @@ additive, so the lower branch keeps the same noise level as the upper one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -148,7 +149,7 @@ class MayGrazing(AbstractSystem):
             if self.x0 is not None:
                 check_finite_parameter("x0", self.x0, non_negative=True)
 
-    @property
+    @cached_property
     def grazing(self) -> LinearRamp:
         """The grazing rate c(t) as a forcing time series."""
         return LinearRamp(self.params.c, self.params.c_rate)

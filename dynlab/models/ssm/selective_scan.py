@@ -190,83 +190,109 @@ def _scan_ref(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor
 
 
 # --- backend 2: chunked parallel scan in torch -----------------------------------------------
+#
+# Inside a chunk tensors are time-major with the channel axis innermost, (T, B, N, H):
+# slices along time are contiguous blocks, and the contractions over the state axis N
+# (y = C·h, Σ_n λB) become batched (1 × N) @ (N × H) products.
 
-def _affine_scan(coef: Tensor, x: Tensor, spare: Tensor, coef_work: tuple[Tensor, Tensor],
-                 reverse: bool = False) -> Tensor:
-    r"""Inclusive scan of the affine recurrence along dim 0 by Hillis–Steele doubling.
+def _n_levels(T: int) -> int:
+    return max(0, math.ceil(math.log2(T))) if T > 1 else 0
 
-    Forward:  x_t ← x_t + coef_t · x_{t-1}  (coef_0 unused);
-    reverse:  x_t ← x_t + coef_t · x_{t+1}  (coef_{T-1} unused).
 
-    After the level with offset k, x_t holds the sum over the last 2k inputs, each
-    multiplied by the product of coefficients that separates it from t, and coef_t
-    that product over 2k steps. Products of decays exp(ΔA) are never divided, so
-    this is stable for any decay (no exp(-S) factors as in a cumsum-in-log-space
-    formulation). ceil(log2 T) levels, each one fused multiply-add over the chunk.
+def _scan_forward(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    r"""Inclusive scan x_t ← x_t + a_t x_{t-1} along dim 0 by Hillis–Steele doubling.
 
-    ``x`` and ``spare`` are ping-pong buffers (x is overwritten), ``coef`` is read
-    only, ``coef_work`` are two buffers like ``coef``. Returns the buffer holding the
-    result (``x`` or ``spare``).
+    a = ``decay`` = exp(ΔA) (a_0 unused). Before the level with offset k, x_t holds
+    Σ_{t-k < s ≤ t} (Π_{s<r≤t} a_r) x_s and P_k[t] = Π_{t-k < r ≤ t} a_r (clipped at 0);
+    one fused multiply-add per level doubles the window. ceil(log2 T) levels. Decays
+    are only ever multiplied, never divided, so this is stable for any decay (unlike
+    h_t = e^{S_t} Σ e^{-S_s} x_s with S the cumulative log-decay, whose e^{-S_s}
+    overflows on long chunks).
+
+    ``x`` and ``spare`` are ping-pong buffers; ``products`` holds buffers for P_2,
+    P_4, …: pass one per level to keep them all (the backward reuses them), or two
+    to cycle. Returns (buffer holding the states, [P_1 = decay, P_2, …]).
     """
     T = x.shape[0]
     src, dst = x, spare
-    a = coef
-    level, k = 0, 1
+    level_products = [decay]
+    k = 1
     while k < T:
-        if reverse:
-            dst[T - k:].copy_(src[T - k:])
-            torch.addcmul(src[:-k], a[:-k], src[k:], out=dst[:-k])
-        else:
-            dst[:k].copy_(src[:k])
-            torch.addcmul(src[k:], a[k:], src[:-k], out=dst[k:])
+        dst[:k].copy_(src[:k])
+        torch.addcmul(src[k:], level_products[-1][k:], src[:-k], out=dst[k:])
         src, dst = dst, src
         if 2 * k < T:
-            a_next = coef_work[level % 2]
-            if reverse:
-                a_next[T - k:].copy_(a[T - k:])
-                torch.mul(a[:-k], a[k:], out=a_next[:-k])
-            else:
-                a_next[:k].copy_(a[:k])
-                torch.mul(a[k:], a[:-k], out=a_next[k:])
-            a = a_next
-        level, k = level + 1, 2 * k
+            prev, nxt = level_products[-1], products[(len(level_products) - 1) % len(products)]
+            nxt[:k].copy_(prev[:k])
+            torch.mul(prev[k:], prev[:-k], out=nxt[k:])
+            level_products.append(nxt)
+        k *= 2
+    return src, level_products
+
+
+def _scan_reverse(level_products: list[Tensor], x: Tensor, spare: Tensor) -> Tensor:
+    r"""Reverse scan x_t ← x_t + a_{t+1} x_{t+1} with the forward level products.
+
+    The coefficient that carries x_{t+k} back to t is Π_{t < r ≤ t+k} a_r = P_k[t+k],
+    exactly the forward product at level k, so no products are recomputed.
+    """
+    T = x.shape[0]
+    src, dst = x, spare
+    k, level = 1, 0
+    while k < T:
+        dst[T - k:].copy_(src[T - k:])
+        torch.addcmul(src[:-k], level_products[level][k:], src[k:], out=dst[:-k])
+        src, dst = dst, src
+        k, level = 2 * k, level + 1
     return src
 
 
 class _Workspace:
-    """Chunk-sized (T, B, H, N) buffers reused by every chunk (no per-chunk allocation)."""
+    """Chunk-sized (T, B, N, H) buffers reused by every chunk (no per-chunk allocation)."""
 
-    def __init__(self, names: tuple[str, ...], T: int, like: Tensor, batch: int, H: int, N: int):
-        for name in names:
-            setattr(self, name, torch.empty(T, batch, H, N, dtype=like.dtype, device=like.device))
+    def __init__(self, n_buffers: int, T: int, like: Tensor, batch: int, N: int, H: int):
+        self.buffers = [torch.empty(T, batch, N, H, dtype=like.dtype, device=like.device)
+                        for _ in range(n_buffers)]
+
+    def take(self, count: int, T: int) -> list[Tensor]:
+        taken, self.buffers = self.buffers[:count], self.buffers[count:]
+        return [b[:T] for b in taken]
 
 
-def _chunk_states(ws: _Workspace, u_c: Tensor, dt_c: Tensor, A: Tensor, B_c: Tensor,
-                  h_in: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """States of one chunk. u_c, dt_c: (T, B, H); B_c: (T, B, N); h_in: (B, H, N).
+def _time_major(x: Tensor, s: int, e: int) -> Tensor:
+    """(B, L, ·)[:, s:e] -> contiguous (T, B, ·) copy (small: no state axis)."""
+    return x[:, s:e].transpose(0, 1).contiguous()
 
-    Returns (decay exp(ΔA) (T, B, H, N), states h_t (T, B, H, N), Δu (T, B, H)), all
-    views of workspace buffers or fresh chunk-sized tensors.
+
+def _chunk_states(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor],
+                  u_c: Tensor, dt_c: Tensor, A_t: Tensor, B_c: Tensor, h_in: Tensor):
+    """States of one chunk. u_c, dt_c: (T, B, H); B_c: (T, B, N); A_t: (N, H); h_in: (B, N, H).
+
+    Fills ``decay`` = exp(ΔA) (T, B, N, H) and returns (states h_t (T, B, N, H), Δu
+    (T, B, H), level products).
     """
-    T = u_c.shape[0]
-    decay = ws.decay[:T]
-    torch.mul(dt_c[..., None], A, out=decay)
+    torch.mul(dt_c[:, :, None, :], A_t, out=decay)
     decay.exp_()
-    dtu = dt_c * u_c  # (T, B, H)
-    x = ws.x[:T]
-    torch.mul(dtu[..., None], B_c[:, :, None, :], out=x)  # Δ_t B_t u_t
-    x[0].addcmul_(decay[0], h_in)  # fold the incoming state into the first input
-    states = _affine_scan(decay, x, ws.spare[:T], (ws.work0[:T], ws.work1[:T]))
-    return decay, states, dtu
+    dtu = dt_c * u_c
+    torch.mul(B_c[..., None], dtu[:, :, None, :], out=x)  # Δ_t B_t u_t
+    x[0].addcmul_(decay[0], h_in)  # the incoming state enters through the first step
+    states, level_products = _scan_forward(decay, x, spare, products)
+    return states, dtu, level_products
+
+
+def _contract_state(C_c: Tensor, states: Tensor) -> Tensor:
+    """Σ_n C_n h_n: (T, B, N) and (T, B, N, H) -> (T, B, H) as batched (1×N)@(N×H)."""
+    T, batch, N, H = states.shape
+    return torch.bmm(C_c.reshape(T * batch, 1, N), states.reshape(T * batch, N, H)).view(T, batch, H)
 
 
 class _ChunkedScanFn(torch.autograd.Function):
     """Core scan (u, Δ, A, B, C, h0) -> (C·h, h_{L-1}) chunk by chunk.
 
-    Forward keeps only the inputs and the state entering each chunk, (L/T, B, H, N).
+    Forward keeps only the inputs and the state entering each chunk, (L/T, B, N, H).
     Backward walks the chunks in reverse, recomputes each chunk's states from its
     entering state and runs the adjoint recurrence
-    λ_t = C_t ⊗ ȳ_t + exp(Δ_{t+1} A) λ_{t+1} (λ = ∂loss/∂h_t) as a reverse scan, so
+    λ_t = C_t ȳ_t + exp(Δ_{t+1} A) λ_{t+1} (λ_t = ∂loss/∂h_t) as a reverse scan, so
     activation memory is a few chunk-sized buffers, never L × N.
     """
 
@@ -276,20 +302,24 @@ class _ChunkedScanFn(torch.autograd.Function):
         N = A.shape[1]
         T = max(1, min(chunk_size, length))
         n_chunks = -(-length // T)
+        A_t = A.t().contiguous()  # (N, H)
         y = u.new_empty(batch, length, H)
-        starts = u.new_empty(n_chunks, batch, H, N)  # state entering each chunk
-        ws = _Workspace(("decay", "x", "spare", "work0", "work1"), T, u, batch, H, N)
-        h = h0
+        starts = u.new_empty(n_chunks, batch, N, H)  # state entering each chunk
+        ws = _Workspace(5, T, u, batch, N, H)
+        decay, x, spare, *products = ws.buffers
+        h = h0.transpose(1, 2)  # (B, N, H)
         for c in range(n_chunks):
             s, e = c * T, min(length, (c + 1) * T)
+            n = e - s
             starts[c] = h
-            tm = lambda x: x[:, s:e].transpose(0, 1)  # (B, T, ·) -> time-major (T, B, ·) view
-            _, states, _ = _chunk_states(ws, tm(u), tm(dt), A, tm(B), h)
-            y[:, s:e] = torch.matmul(states, tm(C)[..., None]).squeeze(-1).transpose(0, 1)
+            states, _, _ = _chunk_states(decay[:n], x[:n], spare[:n], [p[:n] for p in products],
+                                         _time_major(u, s, e), _time_major(dt, s, e), A_t,
+                                         _time_major(B, s, e), h)
+            y[:, s:e] = _contract_state(_time_major(C, s, e), states).transpose(0, 1)
             h = states[-1].clone()  # the buffers are reused by the next chunk
         ctx.save_for_backward(u, dt, A, B, C, starts)
         ctx.chunk = T
-        return y, h
+        return y, h.transpose(1, 2).contiguous()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -298,44 +328,44 @@ class _ChunkedScanFn(torch.autograd.Function):
         T = ctx.chunk
         batch, length, H = u.shape
         N = A.shape[1]
+        A_t = A.t().contiguous()
         du, ddt = torch.empty_like(u), torch.empty_like(dt)
         dB, dC = torch.empty_like(B), torch.empty_like(C)
-        dA = torch.zeros_like(A)
-        ws = _Workspace(("decay", "x", "spare", "work0", "work1", "h_prev", "lam", "lam_spare", "coef"),
-                        T, u, batch, H, N)
-        # g = ∂loss/∂(state leaving the current chunk) through everything after it
-        g = dh_last if dh_last is not None else u.new_zeros(batch, H, N)
+        dA_t = torch.zeros_like(A_t)
+        n_products = max(1, _n_levels(T) - 1)  # keep every level product for the reverse scan
+        ws = _Workspace(7 + n_products, T, u, batch, N, H)
+        decay, x, spare, lam, lam_spare, work, work2, *products = ws.buffers
+        # g = ∂loss/∂(state leaving the current chunk), through everything after it
+        g = dh_last.transpose(1, 2) if dh_last is not None else u.new_zeros(batch, N, H)
         for c in reversed(range(starts.shape[0])):
             s, e = c * T, min(length, (c + 1) * T)
             n = e - s
-            tm = lambda x: x[:, s:e].transpose(0, 1)
-            u_c, dt_c, B_c, C_c, dy_c = tm(u), tm(dt), tm(B), tm(C), tm(dy)
+            u_c, dt_c, B_c, C_c, dy_c = (_time_major(t, s, e) for t in (u, dt, B, C, dy))
             h_in = starts[c]
-            decay, states, dtu = _chunk_states(ws, u_c, dt_c, A, B_c, h_in)
-            h_prev = ws.h_prev[:n]
-            h_prev[0] = h_in
-            h_prev[1:] = states[:-1]
-            # adjoint: λ_t = C_t ȳ_t + exp(Δ_{t+1}A) λ_{t+1}, with the later chunks entering at t = n-1
-            lam = ws.lam[:n]
-            torch.mul(dy_c[..., None], C_c[:, :, None, :], out=lam)
-            lam[-1] += g
-            coef = ws.coef[:n]
-            coef[:-1] = decay[1:]
-            coef[-1] = 1.0
-            lam = _affine_scan(coef, lam, ws.lam_spare[:n], (ws.work0[:n], ws.work1[:n]), reverse=True)
-            g = decay[0] * lam[0]  # ∂loss/∂h_in
+            cut = lambda bufs: [b[:n] for b in bufs]
+            decay_c, lam_c, work_c, work2_c = cut((decay, lam, work, work2))
+            states, dtu, level_products = _chunk_states(decay_c, x[:n], spare[:n], cut(products),
+                                                        u_c, dt_c, A_t, B_c, h_in)
+            # adjoint: λ_t = C_t ȳ_t + a_{t+1} λ_{t+1}; the later chunks enter at t = n-1
+            torch.mul(C_c[..., None], dy_c[:, :, None, :], out=lam_c)
+            lam_c[-1] += g
+            lam_c = _scan_reverse(level_products, lam_c, lam_spare[:n])
+            g = decay_c[0] * lam_c[0]  # ∂loss/∂h_in
             # h_t = a_t h_{t-1} + Δ_t B_t u_t with a_t = exp(Δ_t A):
-            #   ∂/∂(Δu)_t = Σ_n λ B_t,   ∂/∂B_t = Σ_h λ (Δu)_t,   ∂/∂C_t = Σ_h ȳ_t h_t,
-            #   ∂/∂(Δ_t A) = λ a_t h_{t-1} =: w  ->  ∂Δ_t += Σ_n A w,  ∂A += Σ_{b,t} Δ_t w
-            s_dtu = torch.matmul(lam, B_c[..., None]).squeeze(-1)  # (n, B, H)
-            dB[:, s:e] = torch.matmul(dtu[:, :, None, :], lam).squeeze(-2).transpose(0, 1)
-            dC[:, s:e] = torch.matmul(dy_c[:, :, None, :], states).squeeze(-2).transpose(0, 1)
-            w = h_prev.mul_(decay).mul_(lam)
-            ddt_c = (w * A).sum(-1)
-            dA += w.mul_(dt_c[..., None]).sum((0, 1))
+            #   ∂(Δu)_t = Σ_n λ B_t,  ∂B_t = Σ_h λ (Δu)_t,  ∂C_t = Σ_h ȳ_t h_t,
+            #   ∂(Δ_t A) = λ a_t h_{t-1} =: w  ->  ∂Δ_t += Σ_n A w,  ∂A += Σ_{b,t} Δ_t w
+            s_dtu = _contract_state(B_c, lam_c)  # (n, B, H)
+            dB[:, s:e] = torch.mul(lam_c, dtu[:, :, None, :], out=work_c).sum(-1).transpose(0, 1)
+            dC[:, s:e] = torch.mul(states, dy_c[:, :, None, :], out=work_c).sum(-1).transpose(0, 1)
+            w = work_c
+            torch.mul(decay_c[1:], states[:-1], out=w[1:])  # a_t h_{t-1}
+            torch.mul(decay_c[0], h_in, out=w[0])
+            w.mul_(lam_c)
+            ddt_c = torch.mul(w, A_t, out=work2_c).sum(2)
+            dA_t += w.mul_(dt_c[:, :, None, :]).sum((0, 1))
             du[:, s:e] = (s_dtu * dt_c).transpose(0, 1)
-            ddt[:, s:e] = (ddt_c + s_dtu * u_c).transpose(0, 1)
-        return du, ddt, dA, dB, dC, g, None
+            ddt[:, s:e] = ddt_c.add_(s_dtu * u_c).transpose(0, 1)
+        return du, ddt, dA_t.t(), dB, dC, g.transpose(1, 2), None
 
 
 def _scan_chunked(u, dt, A, B, C, h0, chunk_size: int) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,160 @@
+"""``run(cfg)``: one experiment end to end — simulate, train, evaluate — and a short summary.
+
+``configs/run.yaml`` puts ``simulate.yaml``'s keys (``system``, ``time``,
+``ensemble``, ...) and ``train.yaml``'s keys (``data``, ``learner``, ``loss``,
+``train``, ``run_dir``, ...) side by side at the top level, plus an ``evaluate``
+section of overrides for ``configs/evaluate.yaml``; ``experiment=<name>`` files
+hold only overrides. Each stage is cached:
+
+* **simulate**: with ``out: null`` the store is ``<cache_dir>/<system>-<config hash>.zarr``;
+  a complete store with the same hash is reused as it is (``simulate`` returns at once);
+* **train**: a finished run directory with the same training config is reused;
+  an interrupted one resumes (``resume: true``);
+* **evaluate** always runs (it writes ``metrics.zarr``, ``summary.json``, ``report.md``).
+
+Under torchrun, rank 0 simulates and evaluates and every rank trains.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import compose, to_container
+from ..errors import ConfigError
+
+__all__ = ["run", "RunResult", "format_summary", "beats_baselines_until_vpt"]
+
+
+@dataclass
+class RunResult:
+    """Where an experiment's pieces are and its headline numbers."""
+
+    store: Path
+    run_dir: Path
+    report: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _simulate_keys() -> list[str]:
+    """The top-level keys of ``configs/simulate.yaml`` (what ``dynlab simulate`` reads)."""
+    return list(compose("simulate").keys())
+
+
+def _store_path(sim: dict[str, Any], cache_dir: str) -> Path:
+    """``<cache_dir>/<system>-<config hash>.zarr``: the same data always maps to the same store."""
+    from .simulate import plan_simulation
+
+    folder = Path(cache_dir).expanduser()
+    plan = plan_simulation({**sim, "out": str(folder / "pending.zarr")})
+    return folder / f"{plan.system.name}-{plan.config_hash}.zarr"
+
+
+def beats_baselines_until_vpt(metrics_path: Path, emulator: str, vpt: float | None, dt: float) -> dict[str, bool]:
+    """For each baseline: is the emulator's RMSE below it at every lead ≤ the emulator's median VPT?"""
+    import numpy as np
+    import xarray as xr
+
+    ds = xr.open_zarr(metrics_path, consolidated=False, zarr_format=3, decode_timedelta=False)
+    names = [str(v) for v in ds["learner"].values]
+    rmse = ds["rmse"].load()
+    leads = int(max(1, round((vpt or 0.0) / dt)))
+    mine = rmse.sel(learner=emulator).values[:leads]
+    return {name: bool(np.all(mine < rmse.sel(learner=name).values[:leads]))
+            for name in names if name != emulator}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}g}"
+
+
+def format_summary(name: str, summ: Mapping[str, Any], beats: Mapping[str, bool] | None, report: Path) -> str:
+    """The few lines ``dynlab run`` prints: VPT, RMSE at lead 1 and W1 against the baselines."""
+    rows = [(summ["learner"], summ)] + list(summ.get("baselines", {}).items())
+
+    def vpt(s):
+        lam = s.get("vpt_median_lyapunov")
+        return f"{_fmt(s.get('vpt_median'))}" + (f" ({_fmt(lam)} Λ)" if lam is not None else "")
+
+    lines = [f"{name}: {summ['learner']} vs {', '.join(n for n, _ in rows[1:]) or 'no baselines'} "
+             f"on {summ.get('n_forecasts', '?')} forecasts"]
+    lines.append("  VPT median   " + " | ".join(f"{n} {vpt(s)}" for n, s in rows))
+    lines.append("  RMSE lead 1  " + " | ".join(f"{n} {_fmt(s.get('rmse_lead1'))}" for n, s in rows))
+    if any(s.get("wasserstein_mean") is not None for _, s in rows):
+        lines.append("  W1 climate   " + " | ".join(f"{n} {_fmt(s.get('wasserstein_mean'))}" for n, s in rows))
+    if beats:
+        verdict = ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in beats.items())
+        lines.append(f"  lower RMSE than the baseline at every lead up to its VPT: {verdict}")
+    lines.append(f"  report: {report}")
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | None = None,
+        echo: Callable[[str], None] | None = None) -> RunResult:
+    """Simulate (or reuse), train (or reuse/resume) and evaluate the experiment in ``cfg``.
+
+    ``log`` gets progress lines (default stderr); ``echo`` gets the final summary
+    (default stdout).
+    """
+    from ..train.distributed import init_distributed
+    from .evaluate import evaluate
+    from .simulate import simulate
+    from .train import train
+
+    c = to_container(cfg)
+    name = str(c.get("name") or "run")
+    for key in ("data", "learner", "loss", "train", "system", "run_dir"):
+        if key not in c:
+            raise ConfigError(f"the run config has no {key!r}; compose it from configs/run.yaml")
+    say = log or (lambda msg: print(f"dynlab: {msg}", file=sys.stderr))
+    echo = echo or print
+    dist = init_distributed(c.get("device", "cpu"))
+    seconds: dict[str, float] = {}
+    try:
+        # --- simulate -------------------------------------------------------------------
+        t0 = time.perf_counter()
+        sim = {k: c[k] for k in _simulate_keys() if k in c}
+        if not sim.get("out"):
+            sim["out"] = str(_store_path(sim, c.get("cache_dir") or "data/cache"))
+        if dist.is_main:
+            simulate(sim, log=say)
+        dist.barrier()
+        store = Path(sim["out"])
+        seconds["simulate"] = time.perf_counter() - t0
+
+        # --- train ----------------------------------------------------------------------
+        t0 = time.perf_counter()
+        train_cfg = {**c, "out": str(store), "data": {**c["data"], "store": str(store)}}
+        result = train(train_cfg, log=say)
+        seconds["train"] = time.perf_counter() - t0
+        run_dir = result.run_dir
+        if not dist.is_main:
+            return RunResult(store, run_dir, None, {}, seconds)
+
+        # --- evaluate -------------------------------------------------------------------
+        t0 = time.perf_counter()
+        overrides = c.get("evaluate") or {}
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"evaluate must be a section of evaluate.yaml overrides, got {overrides!r}")
+        ecfg = OmegaConf.merge(compose("evaluate", [f"run={run_dir}"]),
+                               OmegaConf.create({"device": c.get("device", "cpu"), **dict(overrides)}))
+        evaluated = evaluate(ecfg, log=say)
+        seconds["evaluate"] = time.perf_counter() - t0
+        summ = evaluated.summary
+        beats = None
+        metrics_path = evaluated.paths.get("metrics")
+        if metrics_path is not None and Path(metrics_path).exists() and summ.get("dt"):
+            beats = beats_baselines_until_vpt(Path(metrics_path), summ["learner"], summ.get("vpt_median"), summ["dt"])
+        report = evaluated.paths.get("report")
+        summ = {**summ, "beats_baselines_until_vpt": beats, "seconds": seconds}
+        echo(format_summary(name, summ, beats, report))
+        say("times: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+        return RunResult(store, run_dir, report, summ, seconds)
+    finally:
+        dist.close()

@@ -1,0 +1,135 @@
+"""``assert_*`` helpers for users' own test suites, built on :mod:`dynlab.eval`'s metric code.
+
+>>> from dynlab.testing import assert_emulator_contract, assert_forecast_skill
+>>> assert_emulator_contract(my_emulator, x)                          # doctest: +SKIP
+>>> assert_forecast_skill(my_emulator, ds, test_members=[0, 1], min_vpt=0.2)  # doctest: +SKIP
+
+Each raises ``AssertionError`` with a message that states the measured value
+and the bound it broke.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .emulators.base import AbstractEmulator
+from .eval import metrics as M
+
+__all__ = ["assert_emulator_contract", "assert_forecast_skill", "assert_conserves", "assert_climate"]
+
+
+def assert_emulator_contract(emulator: AbstractEmulator, x: torch.Tensor, *, atol: float = 1e-8,
+                             rollout_steps: int = 3) -> None:
+    """Check the Emulator contract on a batch ``x`` ``(B, L, D)``.
+
+    * ``forward(x)`` has shape ``(B, L, D)``;
+    * teacher-forced and recurrent modes agree: ``forward(x)[:, t]`` equals the
+      output of ``step`` after feeding ``x_0 … x_t`` (max abs difference ≤ ``atol``);
+    * ``rollout(x, n)`` equals stepping by hand (warm up on ``x``, feed predictions back).
+
+    Use float64 emulators and inputs for tight ``atol``.
+    """
+    if x.ndim != 3 or x.shape[-1] != emulator.n_features:
+        raise ValueError(f"x must have shape (B, L, {emulator.n_features}), got {tuple(x.shape)}")
+    B, L, D = x.shape
+    with torch.no_grad():
+        y = emulator(x)
+        assert tuple(y.shape) == (B, L, D), f"forward returned shape {tuple(y.shape)}, expected {(B, L, D)}"
+        state = emulator.initial_state(B, device=x.device, dtype=x.dtype)
+        stepped = []
+        for t in range(L):
+            out, state = emulator.step(x[:, t], state)
+            assert tuple(out.shape) == (B, D), f"step returned shape {tuple(out.shape)}, expected {(B, D)}"
+            stepped.append(out)
+        stepped = torch.stack(stepped, dim=1)
+        diff = float((y - stepped).abs().max())
+        assert diff <= atol, (f"teacher-forced forward and recurrent step disagree: max |difference| = {diff:.3g} "
+                              f"> atol = {atol:.3g}")
+        roll = emulator.rollout(x, rollout_steps)
+        assert tuple(roll.shape) == (B, rollout_steps, D), \
+            f"rollout returned shape {tuple(roll.shape)}, expected {(B, rollout_steps, D)}"
+        by_hand, pred = [stepped[:, -1]], stepped[:, -1]
+        for _ in range(rollout_steps - 1):
+            pred, state = emulator.step(pred, state)
+            by_hand.append(pred)
+        diff = float((roll - torch.stack(by_hand, dim=1)).abs().max())
+        assert diff <= atol, f"rollout differs from stepping by hand: max |difference| = {diff:.3g} > atol = {atol:.3g}"
+
+
+def assert_forecast_skill(emulator: AbstractEmulator, ds, *, test_members: Sequence | None = None,
+                          train_members: Sequence | None = None, context: int = 10, horizon: int = 20,
+                          starts_per_member: int = 2, codec=None, min_vpt: float | None = None,
+                          max_rmse_lead1: float | None = None, beat_persistence: bool = True,
+                          threshold: float = M.VPT_THRESHOLD):
+    """Forecast the test members of ``ds`` and check the emulator's skill.
+
+    Checks (each optional): the median valid prediction time (model time) is at
+    least ``min_vpt``; the lead-1 RMSE is at most ``max_rmse_lead1``; the RMSE is
+    below persistence's at lead 1 (``beat_persistence``). Returns the metrics
+    dataset. The reference scales (λ₁, integrator agreement) are not computed here.
+    """
+    from .emulators.baselines import Persistence
+    from .eval.forecast import prepare_evaluation, score_emulator
+
+    members = list(ds["member"].values.tolist())
+    test_members = list(test_members) if test_members is not None else members[-max(1, len(members) // 5):]
+    setup = prepare_evaluation(ds, test_members, codec=codec or getattr(emulator, "codec", None), context=context,
+                               horizon=horizon, starts_per_member=starts_per_member, long_rollout=0,
+                               train_members=train_members, threshold=threshold, lyapunov=False, agreement=False)
+    scores = score_emulator(emulator, setup)
+    vpt = float(np.median(scores["vpt"].values))
+    rmse1 = float(scores["rmse"].values[0])
+    if min_vpt is not None:
+        assert vpt >= min_vpt, f"median valid prediction time {vpt:.4g} < min_vpt = {min_vpt:.4g} (model time)"
+    if max_rmse_lead1 is not None:
+        assert rmse1 <= max_rmse_lead1, f"lead-1 RMSE {rmse1:.4g} > max_rmse_lead1 = {max_rmse_lead1:.4g}"
+    if beat_persistence:
+        persistence = float(score_emulator(Persistence(emulator.n_features), setup)["rmse"].values[0])
+        assert rmse1 < persistence, f"lead-1 RMSE {rmse1:.4g} does not beat persistence's {persistence:.4g}"
+    return scores
+
+
+def assert_conserves(emulator: AbstractEmulator, context: torch.Tensor, steps: int,
+                     invariant: Callable[[torch.Tensor], torch.Tensor], *, rtol: float = 1e-3,
+                     relative: bool = True) -> np.ndarray:
+    """Roll out from ``context`` ``(B, C, D)`` and check an invariant's drift.
+
+    ``invariant`` maps states ``(..., D)`` to ``(...)`` (e.g. an energy). The drift
+    :math:`\\max_t |I_t − I_0|` (relative to :math:`|I_0|` by default), with
+    :math:`I_0` at the last context state, must be ≤ ``rtol`` for every member.
+    Returns the drifts ``(B,)``.
+    """
+    with torch.no_grad():
+        forecast = emulator.rollout(context, steps)
+        path = torch.cat((context[:, -1:], forecast), dim=1)  # (B, 1 + steps, D)
+        values = invariant(path)
+    if tuple(values.shape) != tuple(path.shape[:2]):
+        raise ValueError(f"invariant must map (B, T, D) states to (B, T), got shape {tuple(values.shape)}")
+    drift = M.conservation_drift(values, relative=relative)
+    worst = int(np.argmax(drift))
+    assert drift[worst] <= rtol, (f"invariant drifts by {drift[worst]:.3g} (member {worst}, over {steps} steps) "
+                                  f"> rtol = {rtol:.3g}")
+    return drift
+
+
+def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | None = None,
+                   train_members: Sequence | None = None, context: int = 10, long_rollout: int = 500,
+                   max_wasserstein: float | dict[str, float] = 0.5, codec=None) -> dict[str, Any]:
+    """Free rollouts from the test members must reproduce each variable's marginal:
+    Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable). Returns ``{variable: W1}``."""
+    from .eval.forecast import prepare_evaluation, score_emulator
+
+    members = list(ds["member"].values.tolist())
+    test_members = list(test_members) if test_members is not None else members[-max(1, len(members) // 5):]
+    setup = prepare_evaluation(ds, test_members, codec=codec or getattr(emulator, "codec", None), context=context,
+                               horizon=1, starts_per_member=1, long_rollout=long_rollout,
+                               train_members=train_members, lyapunov=False, agreement=False)
+    scores = score_emulator(emulator, setup)
+    w1 = {str(v): float(d) for v, d in zip(scores["variable"].values, scores["wasserstein"].values)}
+    for name, value in w1.items():
+        bound = max_wasserstein[name] if isinstance(max_wasserstein, dict) else max_wasserstein
+        assert np.isfinite(value) and value <= bound, \
+            f"Wasserstein-1 distance of {name} is {value:.4g} > max_wasserstein = {bound:.4g}"
+    return w1
