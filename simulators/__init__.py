@@ -19,6 +19,7 @@ from .random import CounterRNG
 from . import climate  # noqa: F401
 from . import tipping  # noqa: F401
 from . import hamiltonian  # noqa: F401
+from . import jump  # noqa: F401
 
 __all__ = [
     "SYSTEMS", "INTEGRATORS", "AbstractSystem", "AbstractIntegrator", "AbstractFixedStepIntegrator",

@@ -293,3 +293,24 @@ def test_reference_learner_through_registry(l96_data, l96):
                         system=make_system("lorenz96", K=K))
     assert math.isclose(em.dt, 0.01) and not em.trainable
     assert float((em(x[:, :-1]) - x[:, 1:]).abs().max()) < 1e-13
+
+
+def test_state_variables_leave_out_derived_outputs():
+    from dynlab.emulators.reference import features_from_state, state_variables
+
+    assert state_variables(make_system("lorenz96_two_scale", K=4, J=2)) == ["X", "Y"]
+    try:
+        pendulum = make_system("pendulum")
+    except ValueError:
+        pytest.skip("no pendulum system in this checkout")
+    names = state_variables(pendulum)
+    assert "H" not in names and set(names) == {"q", "p"}
+    from dynlab.emulators.codec import FieldSpec
+
+    codec = StateCodec(tuple(FieldSpec(v.name, tuple(d for d in v.dims if d != "time"),
+                                       tuple(pendulum.dim_sizes[d] for d in v.dims if d != "time"))
+                             for v in pendulum.variables))
+    state = torch.randn(3, *pendulum.state_shape, dtype=torch.float64)
+    flat = features_from_state(pendulum, codec, state)
+    assert flat.shape == (3, codec.n_features)
+    torch.testing.assert_close(flat[:, -1], pendulum.energy(state).reshape(3))  # the derived H is computed

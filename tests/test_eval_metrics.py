@@ -94,12 +94,12 @@ def test_power_spectrum_of_a_sine_and_spectral_scores():
     assert freqs[np.argmax(spec[0])] == pytest.approx(f0)
     assert spectral_divergence(freqs, spec, spec)[0] == pytest.approx(0.0, abs=1e-12)
     assert spectral_residual(freqs, spec, spec)[0] == pytest.approx(0.0, abs=1e-12)
-    # ten times the power everywhere: log10 residual is exactly one decade, the tail shape is unchanged
-    assert spectral_residual(freqs, spec, 10 * spec)[0] == pytest.approx(1.0)
-    assert spectral_divergence(freqs, spec, 10 * spec)[0] == pytest.approx(0.0, abs=1e-12)
-    # white noise has far more high-frequency power than a sine: a positive divergence
     rng = np.random.default_rng(0)
     _, noise = mean_power_spectrum(rng.standard_normal((2, T, 1)), dt, {"s": slice(0, 1)}, nperseg=80)
+    # ten times the power everywhere: log10 residual is exactly one decade, the tail shape is unchanged
+    assert spectral_residual(freqs, noise, 10 * noise)[0] == pytest.approx(1.0)
+    assert spectral_divergence(freqs, noise, 10 * noise)[0] == pytest.approx(0.0, abs=1e-12)
+    # white noise has far more high-frequency power than a sine: a positive divergence
     assert spectral_divergence(freqs, noise, spec)[0] > 1.0
     with pytest.raises(ValueError, match="nperseg must be an integer in \\[4, T=400\\], got 500"):
         mean_power_spectrum(x, dt, {"s": slice(0, 1)}, nperseg=500)

@@ -28,7 +28,8 @@ from simulators import AbstractIntegrator, AbstractSystem, make_integrator, make
 from .base import AbstractEmulator
 from .codec import StateCodec
 
-__all__ = ["ReferenceEmulator", "codec_state_permutation", "system_from_dataset", "integrator_from_dataset"]
+__all__ = ["ReferenceEmulator", "codec_state_permutation", "state_variables", "features_from_state",
+           "system_from_dataset", "integrator_from_dataset"]
 
 
 def codec_state_permutation(system: AbstractSystem, codec: StateCodec) -> torch.Tensor:
@@ -59,6 +60,26 @@ def codec_state_permutation(system: AbstractSystem, codec: StateCodec) -> torch.
             f"the codec's variables {codec.names} are not a re-ordering of the state of system {system.name!r} "
             f"(state size {n_state}, codec size {codec.n_features}); the reference emulator needs the whole state")
     return perm
+
+
+def state_variables(system: AbstractSystem) -> list[str]:
+    """The output variables of ``system`` that are pieces of its state (not derived ones such as
+    an energy ``H``): those for which ``observables`` commutes with an elementwise affine map."""
+    n_state = math.prod(system.state_shape)
+    probe = torch.arange(n_state, dtype=torch.float64).reshape(system.state_shape)
+    plain, mapped = system.observables(probe), system.observables(3.0 * probe + 0.25)
+    return [v.name for v in system.variables
+            if v.name in plain and torch.equal(mapped[v.name], 3.0 * plain[v.name] + 0.25)]
+
+
+def features_from_state(system: AbstractSystem, codec: StateCodec, state: torch.Tensor) -> torch.Tensor:
+    """The codec's flat vector ``(..., D)`` of states ``(..., *state_shape)``, derived variables included."""
+    observed = system.observables(state)
+    lead = state.shape[:state.ndim - len(system.state_shape)]
+    missing = [f.name for f in codec.fields if f.name not in observed]
+    if missing:
+        raise ValueError(f"codec variables {missing} are not outputs of system {system.name!r}")
+    return torch.cat([observed[f.name].reshape(*lead, f.size) for f in codec.fields], dim=-1)
 
 
 def _dataset_config(ds) -> dict[str, Any]:
@@ -135,7 +156,7 @@ class ReferenceEmulator(AbstractEmulator):
         if integrator is None:
             integrator = integrator_from_dataset(ds)
         dt, save_every = float(ds.attrs["dt"]), float(ds.attrs["save_every"])
-        codec = codec or StateCodec.from_dataset(ds, [v.name for v in system.variables])
+        codec = codec or StateCodec.from_dataset(ds, state_variables(system))
         return cls(system, integrator, dt, round(save_every / dt), codec)
 
     @property

@@ -177,7 +177,7 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
                        lyapunov_transient: float = 5.0, lambda1: float | None = None,
                        agreement: bool = True, agreement_rtol: float = 1e-9, agreement_atol: float = 1e-11,
                        spectrum_nperseg: int = 256, spectrum_tail: float = 0.5, bins: int = 50,
-                       batch_size: int = 256, device: str = "cpu") -> EvalSetup:
+                       climatology_members: int = 64, batch_size: int = 256, device: str = "cpu") -> EvalSetup:
     """Build the truth side of an evaluation on ``test_members`` of ``ds``.
 
     Args:
@@ -190,7 +190,8 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
         starts_per_member: forecasts per member S.
         long_rollout: steps of each free rollout for the climate scores (0 skips them).
         train_members: members for the climatology and σ_clim (default: every
-            member not in ``test_members``; the test members if there is none).
+            member not in ``test_members``; the test members if there is none);
+            the first ``climatology_members`` of them are read.
         lyapunov: ``"auto"`` (λ₁ unless the system is a fast-scale one, see
             :data:`~dynlab.eval.reference.FAST_SCALE_SYSTEMS`), True or False.
         lambda1: use this λ₁ instead of computing it.
@@ -201,6 +202,7 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
     starts_per_member = _positive_int(starts_per_member, "starts_per_member")
     long_rollout = _positive_int(long_rollout, "long_rollout", 0)
     batch_size = _positive_int(batch_size, "batch_size")
+    climatology_members = _positive_int(climatology_members, "climatology_members")
     bins = _positive_int(bins, "bins", 2)
     if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
@@ -227,7 +229,7 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
     starts = forecast_windows(T, context, horizon, starts_per_member)
     idx = starts[:, None] + np.arange(context + horizon)[None, :]  # (S, C + H)
     windows = series[:, idx]  # (M, S, C + H, D)
-    train = _encode(codec, ds, train_members)
+    train = _encode(codec, ds, train_members[:climatology_members])
     climatology = train.reshape(-1, train.shape[-1]).mean(0)
     scale = M.climate_scale(train)
     if not scale > 0:
@@ -243,15 +245,19 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
                       climate_scale=scale, threshold=float(threshold), long_rollout=long_rollout,
                       nperseg=max(4, nperseg), spectrum_tail=float(spectrum_tail), bin_edges=edges,
                       notes=notes, batch_size=batch_size, device=str(device))
-    _reference_scales(setup, ds, lyapunov, lyapunov_time, lyapunov_transient, lambda1, agreement,
-                      agreement_rtol, agreement_atol, train_members)
+    try:
+        _reference_scales(setup, ds, lyapunov, lyapunov_time, lyapunov_transient, lambda1, agreement,
+                          agreement_rtol, agreement_atol, train_members)
+    except ValueError as err:  # e.g. outputs that are not pieces of the state: no reference integration
+        setup.notes.append(f"reference scales skipped: {err}")
     return setup
 
 
 def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_transient, lambda1, agreement,
                       rtol, atol, train_members) -> None:
     """Fill λ₁ and the agreement horizon from the dataset's system, where it has one."""
-    from ..emulators.reference import codec_state_permutation, system_from_dataset
+    from ..emulators.reference import (codec_state_permutation, features_from_state, state_variables,
+                                       system_from_dataset)
     from .reference import FAST_SCALE_SYSTEMS, leading_lyapunov_exponent, reference_agreement_time
 
     if lambda1 is not None:
@@ -268,14 +274,13 @@ def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_tr
             return
     if system is None:
         return
-    state_codec = StateCodec.from_dataset(ds, [v.name for v in system.variables])
-    full = codec_state_permutation(system, state_codec)  # state -> all-variables flat
+    state_codec = StateCodec.from_dataset(ds, state_variables(system))
+    full = codec_state_permutation(system, state_codec)  # state -> state-variables flat
     inverse = torch.argsort(full)
-    sub = _feature_index(state_codec, setup.codec)  # all-variables flat -> emulator features
 
     def states(members, time_index) -> torch.Tensor:
         flat = torch.as_tensor(state_codec.encode(ds.sel(member=list(members)).isel(time=time_index)),
-                               dtype=torch.float64)  # (M, T', S_flat)
+                               dtype=torch.float64)  # (M, T', S)
         return flat[..., inverse].reshape(*flat.shape[:2], *system.state_shape)
 
     int_dt = float(ds.attrs.get("dt", setup.dt))
@@ -288,11 +293,9 @@ def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_tr
     if agreement:
         steps_per_save = round(setup.dt / int_dt)
         x0 = states(setup.members, list(setup.starts + setup.context - 1)).reshape(-1, *system.state_shape)
-        n_state = len(system.state_shape)
 
         def to_features(s: torch.Tensor) -> torch.Tensor:
-            flat = s.reshape(*s.shape[:s.ndim - n_state], -1)[..., full]
-            return flat[..., sub]
+            return features_from_state(system, setup.codec, s)
 
         times, censored, _ = reference_agreement_time(system, x0, dt=int_dt, steps_per_save=steps_per_save,
                                                       horizon=setup.horizon, scale=setup.climate_scale,
@@ -300,20 +303,6 @@ def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_tr
                                                       rtol=rtol, atol=atol)
         shape = (len(setup.members), len(setup.starts))
         setup.agreement_time, setup.agreement_censored = times.reshape(shape), censored.reshape(shape)
-
-
-def _feature_index(full: StateCodec, part: StateCodec) -> torch.Tensor:
-    """Indices of ``part``'s features in ``full``'s flat vector (same variables, same shapes)."""
-    offsets, start = {}, 0
-    for f in full.fields:
-        offsets[f.name] = (start, f)
-        start += f.size
-    idx = []
-    for f in part.fields:
-        if f.name not in offsets or offsets[f.name][1].shape != f.shape:
-            raise ValueError(f"variable {f.name!r} of the emulator's codec is not a state variable of the system")
-        idx.append(torch.arange(offsets[f.name][0], offsets[f.name][0] + f.size))
-    return torch.cat(idx)
 
 
 def emulator_dtype(emulator: AbstractEmulator) -> torch.dtype:

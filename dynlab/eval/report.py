@@ -22,7 +22,7 @@ SUMMARY_KEYS = ("rmse_lead1", "rmse_last", "acc_lead1", "acc_last", "vpt_median"
 
 def _num(x: Any) -> float | None:
     v = float(x)
-    return v if math.isfinite(v) else None
+    return float(f"{v:.12g}") if math.isfinite(v) else None  # 0.15, not 0.15000000000000002
 
 
 def learner_summary(ds) -> dict[str, float | None]:
@@ -87,8 +87,12 @@ def report_markdown(summ: dict[str, Any], figures: dict[str, str], *, title: str
         f"- VPT: first lead with |forecast − truth| / σ_clim > {summ['threshold']}; "
         + (f"λ₁ = {lam:.3f}, one Lyapunov time = {_fmt(summ['lyapunov_time'])}." if lam is not None
            else "in model time only (no λ₁ for this system)."),
-        f"- Reference integrators (RK4 vs Dormand–Prince) agree for {_fmt(summ['reference_agreement_time_median'])} "
-        "model time (median); VPT is capped there ('capped' = fraction of capped forecasts).",
+        ("- Reference integrators (RK4 vs Dormand–Prince) agree over the whole horizon for every forecast."
+         if summ.get("reference_agreement_censored_fraction") == 1.0 else
+         f"- Reference integrators (RK4 vs Dormand–Prince) agree for "
+         f"{_fmt(summ['reference_agreement_time_median'])} model time (median); VPT is capped there "
+         "('capped' = fraction of capped forecasts)." if summ.get("reference_agreement_time_median") is not None
+         else "- No reference integrator agreement horizon (no deterministic reference system): VPT uncapped."),
         "- W1: Wasserstein-1 of the marginals of long free rollouts; SpecDiv/SpecRes: spectral divergence on the "
         "high-frequency tail and RMS difference of log10 power spectra.",
     ]

@@ -27,12 +27,19 @@ a fixed readout vector r. p = 1 is the derivative rule above; p ≥ 2 adds curva
 is discretised with the sampling step Δt. ``foh`` (default) is exact for an input that
 is linear between samples (first-order hold):
 :math:`c_{k+1} = e^{A\Delta t} c_k + b_0 x_k + b_1 x_{k+1}`, with
-:math:`b_0, b_1` read off :math:`\exp\big(\Delta t \left[\begin{smallmatrix} A & B & 0\\ 0&0&1\\ 0&0&0 \end{smallmatrix}\right]\big)`;
-``bilinear`` is the trapezoid rule (:math:`b_0 = b_1`). Both leave an O(Δt²) error in c,
-so the one-step error is O(Δt^{p+1}) for p ≤ 2 and O(Δt³) beyond (plus the fixed error
-of approximating the signal on the window by a polynomial of degree < N).
+:math:`b_0, b_1` read off :math:`\exp\big(\Delta t \left[\begin{smallmatrix} A & B & 0\\ 0&0&1\\ 0&0&0 \end{smallmatrix}\right]\big)`.
+The linear interpolant misses f by :math:`-\tfrac12 (s-s_k)(s_{k+1}-s) f''`, whose mean
+over a step is :math:`-\Delta t^2 f''/12`, so the memory holds
+:math:`c[f] + \tfrac{\Delta t^2}{12} c[f''] + \dots`; the LegT readout removes this bias by
+using :math:`f^{(m)} - \tfrac{\Delta t^2}{12} f^{(m+2)}` for each derivative (an
+Euler–Maclaurin correction; rows m + 2 ≥ N vanish). The one-step error is then
+O(Δt^{p+1}) for p ≤ 3. ``bilinear`` is the trapezoid rule (:math:`b_0 = b_1`) with no
+correction: its O(Δt²) memory error caps the one-step error at O(Δt³). Either way a
+fixed error remains from approximating the signal on the window by a polynomial of
+degree < N, so θ must be short against the signal's time scale and N large enough.
 LegS runs the same discretisations in log time τ = ln t, where
-:math:`dc/d\tau = A c + B f` is time invariant; sample k sits at :math:`t_k = (k+1)\Delta t`.
+:math:`dc/d\tau = A c + B f` is time invariant (no bias correction); sample k sits at
+:math:`t_k = (k+1)\Delta t`, so :math:`\Delta t^m (2/t_k)^m = (2/(k+1))^m`.
 
 **Start.** With no history the memory holds the first sample as a constant past,
 :math:`c = x_0 e_0`, which is an equilibrium of both memories (:math:`A e_0 = -B`), so
@@ -110,11 +117,12 @@ class HiPPOPredictor(nn.Module):
     the prediction of x_{t+1} from x_{≤t}. ``step(x_t, state)`` is one recurrent step
     (x_t: (B, D)); ``rollout(context (B, C, D), steps)`` forecasts (B, steps, D).
     N: memory size; theta: LegT window (same time units as dt; ignored by LegS);
-    dt: sampling step; order: Taylor order p of the readout, 1 ≤ p < N.
+    dt: sampling step; order: Taylor order p of the readout, 1 ≤ p < N. The defaults
+    (N = 6 over a window of 10 samples) suit chaotic systems sampled at dt = 0.01.
     Has no parameters; its buffers are float64 and cast to the input's dtype.
     """
 
-    def __init__(self, measure: str = "legt", N: int = 8, theta: float = 0.1, dt: float = 0.01,
+    def __init__(self, measure: str = "legt", N: int = 6, theta: float = 0.1, dt: float = 0.01,
                  order: int = 1, discretization: str = "foh"):
         super().__init__()
         if measure not in MEASURES:
@@ -138,7 +146,6 @@ class HiPPOPredictor(nn.Module):
         A, B = hippo_matrix(measure, self.N, theta=self.theta)
         self.register_buffer("A", A, persistent=False)
         self.register_buffer("B", B, persistent=False)
-        taylor = torch.tensor([dt ** m / math.factorial(m) for m in range(1, order + 1)], dtype=torch.float64)
         if measure == "legt":
             transition, input_prev, input_new = MEMORY_DISCRETIZATIONS[discretization](
                 A, B, torch.tensor([self.dt], dtype=torch.float64))
@@ -148,10 +155,11 @@ class HiPPOPredictor(nn.Module):
             derivatives = derivative_readout(self.N, self.theta, order + 2)  # rows m = 0..p+2
             if discretization == "foh":  # remove the hold's bias: f^(m) -> f^(m) - Δt²/12 f^(m+2)
                 derivatives = derivatives[:-2] - self.dt ** 2 / 12 * derivatives[2:]
-            readout = taylor @ derivatives[1:order + 1]
-        else:  # LegS: Δt^m (2/t_k)^m = (2/(k+1))^m, so the readout depends on k only
-            readout = torch.zeros(self.N, dtype=torch.float64)
-        self.register_buffer("readout", readout, persistent=False)  # (N,)
+            taylor = torch.tensor([dt ** m / math.factorial(m) for m in range(1, order + 1)], dtype=torch.float64)
+            self.register_buffer("readout", taylor @ derivatives[1:order + 1], persistent=False)  # (N,)
+        else:  # LegS: the readout depends on the sample index k (see _readout)
+            rows = legendre_endpoint_derivatives(self.N, order)[1:]  # g_n^{(m)}(1), m = 1..p
+            self.register_buffer("derivative_rows", rows, persistent=False)  # (p, N)
 
     # --- recurrent mode --------------------------------------------------------------------
 
@@ -170,12 +178,19 @@ class HiPPOPredictor(nn.Module):
             raise ValueError(f"x_t must be (B, D), got {tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__}")
         if not isinstance(state, HiPPOMemory):
             raise ValueError(f"state must be a HiPPOMemory (from default_state), got {type(state).__name__}")
+        update = None
+        if state.coefficients is not None:
+            if state.last.shape != x_t.shape:
+                raise ValueError(f"x_t shape {tuple(x_t.shape)} differs from the state's {tuple(state.last.shape)}")
+            update = self._memory_update(state.seen - 1)
+        return self._advance(x_t, state, update)
+
+    def _advance(self, x_t: Tensor, state: HiPPOMemory, update) -> tuple[Tensor, HiPPOMemory]:
+        """Memory update with (Φ, b_prev, b_new) (None for the empty memory), then readout."""
         if state.coefficients is None:
             coefficients = x_t[..., None] * self._unit(x_t)  # (B, D, N): constant past
         else:
-            if state.last.shape != x_t.shape:
-                raise ValueError(f"x_t shape {tuple(x_t.shape)} differs from the state's {tuple(state.last.shape)}")
-            transition, input_prev, input_new = self._memory_update(state.seen - 1, x_t)
+            transition, input_prev, input_new = (m.to(dtype=x_t.dtype, device=x_t.device) for m in update)
             coefficients = (state.coefficients @ transition.T
                             + state.last[..., None] * input_prev + x_t[..., None] * input_new)
         prediction = x_t + coefficients @ self._readout(state.seen, x_t)
@@ -186,13 +201,11 @@ class HiPPOPredictor(nn.Module):
         e0[0] = 1.0
         return e0
 
-    def _memory_update(self, k: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(Φ, b_prev, b_new) taking the memory from sample k to k + 1."""
+    def _memory_update(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(Φ, b_prev, b_new) taking the memory from sample k to k + 1 (float64)."""
         if self.measure == "legt":
-            matrices = (self.transition, self.input_prev, self.input_new)
-        else:
-            matrices = (m[0] for m in self._legs_updates(k, 1))
-        return tuple(m.to(dtype=like.dtype, device=like.device) for m in matrices)
+            return self.transition, self.input_prev, self.input_new
+        return tuple(m[0] for m in self._legs_updates(k, 1))
 
     def _legs_updates(self, first: int, count: int) -> tuple[Tensor, Tensor, Tensor]:
         """LegS updates k -> k + 1 for k = first .. first + count - 1, in log time."""
@@ -204,11 +217,9 @@ class HiPPOPredictor(nn.Module):
         """r (N,) at sample k: x̂_{k+1} = x_k + c_k · r."""
         if self.measure == "legt":
             readout = self.readout
-        else:
-            D = legendre_endpoint_derivatives(self.N, self.order)[1:]
-            scale = torch.tensor([(2.0 / (k + 1)) ** m / math.factorial(m) for m in range(1, self.order + 1)],
-                                 dtype=torch.float64)
-            readout = scale @ D
+        else:  # Δt^m/m! (2/t_k)^m with t_k = (k + 1) Δt
+            scale = [(2.0 / (k + 1)) ** m / math.factorial(m) for m in range(1, self.order + 1)]
+            readout = torch.tensor(scale, dtype=torch.float64, device=self.derivative_rows.device) @ self.derivative_rows
         return readout.to(dtype=like.dtype, device=like.device)
 
     # --- parallel mode and rollouts --------------------------------------------------------
@@ -218,9 +229,11 @@ class HiPPOPredictor(nn.Module):
         self._check_no_forcing(forcing)
         self._check_sequence(x, "x")
         if self.measure == "legs":  # time-varying memory: run the recurrence
+            updates = self._legs_updates(0, max(x.shape[1] - 1, 1))  # batched over steps
             state, predictions = self.default_state(x.shape[0]), []
             for t in range(x.shape[1]):
-                prediction, state = self.step(x[:, t], state)
+                update = None if t == 0 else tuple(m[t - 1] for m in updates)
+                prediction, state = self._advance(x[:, t], state, update)
                 predictions.append(prediction)
             return torch.stack(predictions, dim=1)
         length = x.shape[1]

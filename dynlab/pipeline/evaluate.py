@@ -39,11 +39,11 @@ EVAL_DEFAULTS: dict[str, Any] = {
     "batch_size": 256, "baselines": ["persistence", "linear"], "linear_ridge": 1e-6, "baseline_members": 64,
     "lyapunov": "auto", "lyapunov_time": 50.0, "lyapunov_transient": 5.0, "lambda1": None, "agreement": True,
     "agreement_rtol": 1e-9, "agreement_atol": 1e-11, "spectrum_nperseg": 256, "spectrum_tail": 0.5, "bins": 50,
-    "plots": True,
+    "climatology_members": 64, "plots": True,
 }
 _SETUP_KEYS = ("starts_per_member", "long_rollout", "threshold", "batch_size", "lyapunov", "lyapunov_time",
                "lyapunov_transient", "lambda1", "agreement", "agreement_rtol", "agreement_atol",
-               "spectrum_nperseg", "spectrum_tail", "bins")
+               "spectrum_nperseg", "spectrum_tail", "bins", "climatology_members")
 
 
 @dataclass

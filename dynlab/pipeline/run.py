@@ -2,8 +2,8 @@
 
 ``configs/run.yaml`` puts ``simulate.yaml``'s keys (``system``, ``time``,
 ``ensemble``, ...) and ``train.yaml``'s keys (``data``, ``learner``, ``loss``,
-``train``, ``run_dir``, ...) side by side at the top level, plus an ``evaluate``
-section of overrides for ``configs/evaluate.yaml``; ``experiment=<name>`` files
+``train``, ``run_dir``, ...) side by side at the top level, and
+``configs/evaluate.yaml`` as the ``evaluate`` section; ``experiment=<name>`` files
 hold only overrides. Each stage is cached:
 
 * **simulate**: with ``out: null`` the store is ``<cache_dir>/<system>-<config hash>.zarr``;
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..config import compose, to_container
 from ..errors import ConfigError
@@ -139,12 +139,10 @@ def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | Non
 
         # --- evaluate -------------------------------------------------------------------
         t0 = time.perf_counter()
-        overrides = c.get("evaluate") or {}
-        if not isinstance(overrides, Mapping):
-            raise ConfigError(f"evaluate must be a section of evaluate.yaml overrides, got {overrides!r}")
-        ecfg = OmegaConf.merge(compose("evaluate", [f"run={run_dir}"]),
-                               OmegaConf.create({"device": c.get("device", "cpu"), **dict(overrides)}))
-        evaluated = evaluate(ecfg, log=say)
+        section = c.get("evaluate") or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"evaluate must be the evaluate.yaml section, got {section!r}")
+        evaluated = evaluate({**dict(section), "run": str(run_dir)}, log=say)
         seconds["evaluate"] = time.perf_counter() - t0
         summ = evaluated.summary
         beats = None

@@ -237,6 +237,12 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
     group = max(1, (int(data.get("cache_mb", 256)) << 20) // max(1, chunk_bytes))
     train_set.cache_chunks = group + 1
     val_set = WindowDataset(info["store"], split["val"], cache_chunks=group + 1, **kwargs) if split["val"] else None
+    if tcfg.batch_size % dist.world_size:
+        raise ConfigError(f"train.batch_size={tcfg.batch_size} must be divisible by the number of processes "
+                          f"({dist.world_size}) so every rank gets the same share")
+    if len(train_set) < tcfg.batch_size:
+        raise ConfigError(f"train.batch_size={tcfg.batch_size} is larger than the {len(train_set)} training "
+                          "windows; lower it, lower data.stride or add members")
 
     # --- emulator ---------------------------------------------------------------------
     torch.manual_seed(seed)

@@ -30,7 +30,7 @@ the last jump at or before s (paths are right-continuous). A regular grid
 ``s_i = iΔ`` shared by all paths is located by arithmetic (the slots passed by
 time t are the ``ceil(t/Δ)`` first), so a jump within a rounding error (~1e-16
 relative) of an observation time may be seen on either side of it; any other
-grid is followed slot by slot.
+grid is located by a batched binary search per event.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ import torch
 from ..integrators.base import AbstractIntegrator, register_integrator
 from ..random import CounterRNG
 
-__all__ = ["Gillespie", "SSAResult", "ssa", "path_keys", "regular_grid", "EventFn",
+__all__ = ["Gillespie", "SSAResult", "JumpPaths", "ssa", "path_keys", "regular_grid", "EventFn",
            "MAX_PATHS", "STREAM_JUMP", "EVENTS_PER_DRAW"]
 
 #: CounterRNG stream of the jumps: lane 0 holding times, lane 1 channel choice.
@@ -172,16 +172,18 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
     obs = torch.as_tensor(obs_times, dtype=torch.float64, device=device)
     if obs.ndim == 2 and obs.shape[0] != n_paths or obs.ndim not in (1, 2) or obs.shape[-1] < 1:
         raise ValueError(f"obs_times must be (T,) or (B, T) with B={n_paths}, T >= 1; got {tuple(obs.shape)}")
-    if bool((obs < 0).any()) or bool((obs > t_end).any()) or bool((obs.diff(dim=-1) < 0).any()):
-        raise ValueError(f"observation times must be sorted and lie in [0, t_end={t_end}]")
+    outside = (obs < 0) | (obs > t_end)
+    if bool(outside.any()):
+        raise ValueError(f"observation times must lie in [0, t_end={t_end}], got {obs[outside][0].item()!r}")
+    if bool((obs.diff(dim=-1) < 0).any()):
+        raise ValueError("observation times must be sorted (non-decreasing) along the last dim")
     step = _regular_step(obs)
     if step is None:
         if obs.ndim == 1:
             obs = obs.expand(n_paths, -1)
         if record_events:  # X(0) is observed as an extra first slot: entry 0 of the record
             obs = torch.cat((obs.new_zeros(n_paths, 1), obs), dim=1)
-        # +inf closes every path's grid: "no observation left"
-        obs_flat = torch.cat((obs, obs.new_full((n_paths, 1), math.inf)), dim=1).reshape(-1)
+        obs_cur = obs.contiguous()
     n_obs = obs.shape[-1]
 
     # obs-major slots: slot i of path p is element i·B + p; slots n_obs·B + p are sinks.
@@ -199,11 +201,7 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
 
     rows = torch.arange(n_paths, device=device)
     t = torch.full((n_paths,), float(t_start), dtype=torch.float64, device=device)
-    if step is not None:
-        slot = torch.zeros(n_paths, dtype=torch.int64, device=device)  # first slot not yet passed
-    else:
-        slot = torch.zeros(n_paths, dtype=torch.int64, device=device)
-        next_obs = obs[:, 0].clone()
+    slot = torch.zeros(n_paths, dtype=torch.int64, device=device)  # first slot not yet passed
     n = 0
     while True:
         j = n % EVENTS_PER_DRAW
@@ -224,31 +222,21 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
                 x = tuple(c[keep] for c in x)
                 ctx = {name: v[keep] for name, v in ctx.items()}
                 if step is None:
-                    next_obs = next_obs[keep]
+                    obs_cur = obs_cur[keep]
             exp_draws, choice_draws = _draw(keys, seed, n // EVENTS_PER_DRAW)
-            sink = rows + n_obs * n_paths
-            if step is None:
-                obs_row = rows * (n_obs + 1)
 
         a0, x_next = event(x, choice_draws[j], ctx)
         t_next = t + exp_draws[j] / a0  # inf where no channel is open (absorbing)
+        # Slot `slot` (the first whose time is not yet passed) gets x now; a later event overwrites it
+        # unless this holding interval is the one that passes it. Slots passed by t_next: those with
+        # s_i < t_next, ceil(t_next/Δ) of them on a regular grid.
+        index = torch.add(rows, slot, alpha=n_paths)
+        for out, c in zip(observed, x):
+            out.index_copy_(0, index, c)
         if step is not None:
-            # slots with s_i < t_next: ceil(t_next/Δ). Slot `slot` (the first not yet passed) gets x now;
-            # a later event overwrites it unless this holding interval is the one that passes it.
-            index = torch.add(rows, slot, alpha=n_paths)
-            for out, c in zip(observed, x):
-                out.index_copy_(0, index, c)
             slot = torch.ceil(t_next / step).clamp_(0.0, float(n_obs)).to(torch.int64)
         else:
-            while True:  # write every slot whose time is before t_next
-                due = next_obs < t_next
-                if not bool(due.any()):
-                    break
-                index = torch.where(due, torch.add(rows, slot, alpha=n_paths), sink)
-                for out, c in zip(observed, x):
-                    out.index_copy_(0, index, c)
-                slot = slot + due
-                next_obs = obs_flat.index_select(0, obs_row + slot)
+            slot = torch.searchsorted(obs_cur, t_next.unsqueeze(1)).squeeze(1)
         if record_events:
             kept = (t_next <= t_end) & (t_next >= 0)
             entry = torch.where(kept & (count < E), count, E)
@@ -318,3 +306,58 @@ class Gillespie(AbstractIntegrator):
     def integrate(self, system, x0, *, t0, dt, n_steps, save_every, step0=0, rng=None, callback=None):
         raise ValueError("gillespie does not step a vector field: jump systems simulate through "
                          "system.simulate(integrator, grid, ...)")
+
+
+@dataclass
+class JumpPaths:
+    """Paths of M processes × P paths each (see :func:`simulators.jump.simulate_mjp`,
+    :func:`simulators.jump.simulate_reactions`).
+
+    * ``observed``: ``(M, P, T, *state)`` states at the observation times;
+    * ``jump_time`` ``(M, P, E)`` and ``jump_state`` ``(M, P, E, *state)``: the
+      jump record (entry 0 = time 0; padding NaN / −1), or None;
+    * ``n_events``: ``(M, P)`` entries the full record needs, or None;
+    * ``iterations``: events of the longest path.
+    """
+
+    observed: torch.Tensor
+    jump_time: torch.Tensor | None
+    jump_state: torch.Tensor | None
+    n_events: torch.Tensor | None
+    iterations: int
+
+    @classmethod
+    def from_result(cls, result: SSAResult, n_members: int, n_paths: int, *, stack: bool) -> "JumpPaths":
+        """Reshape a flat :class:`SSAResult` (paths member-major); ``stack`` puts the state
+        components on a last axis (species), otherwise the single component is taken."""
+        def shape(parts):
+            if parts is None:
+                return None
+            value = torch.stack(parts, dim=-1) if stack else parts[0]
+            return value.reshape(n_members, n_paths, *value.shape[1:])
+
+        reshape = lambda v: None if v is None else v.reshape(n_members, n_paths, *v.shape[1:])  # noqa: E731
+        return cls(observed=shape(result.observed), jump_time=reshape(result.jump_time),
+                   jump_state=shape(result.jump_state), n_events=reshape(result.n_events),
+                   iterations=result.iterations)
+
+
+def member_index(members: Any, n_members: int) -> torch.Tensor:
+    """``members`` as an int64 tensor of length ``n_members`` (default ``0 … M−1``)."""
+    if members is None:
+        return torch.arange(n_members, dtype=torch.int64)
+    members = torch.as_tensor(list(members) if isinstance(members, range) else members, dtype=torch.int64)
+    if members.shape != (n_members,):
+        raise ValueError(f"members must list {n_members} member indices, got shape {tuple(members.shape)}")
+    return members
+
+
+def flat_obs_times(obs_times: Any, n_members: int, n_paths: int, device: torch.device) -> torch.Tensor:
+    """``(T,)`` stays; ``(M, P, T)`` becomes ``(M·P, T)`` (the layout of :func:`ssa`)."""
+    obs = torch.as_tensor(obs_times, dtype=torch.float64, device=device)
+    if obs.ndim == 1:
+        return obs
+    if obs.ndim != 3 or tuple(obs.shape[:2]) != (n_members, n_paths):
+        raise ValueError(f"obs_times must be (T,) or (M, P, T) with (M, P) = ({n_members}, {n_paths}), "
+                         f"got {tuple(obs.shape)}")
+    return obs.reshape(n_members * n_paths, obs.shape[-1])

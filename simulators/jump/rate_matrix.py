@@ -86,10 +86,11 @@ def stationary_distribution(rate_matrix: torch.Tensor, n_states: torch.Tensor | 
         # a padded state i gets Q_ii = -1 and no other rates: π_i = 0 follows from column i
         q = q.masked_fill(pad[..., :, None] | pad[..., None, :], 0.0)
         q = q - torch.diag_embed(pad.to(q.dtype))
+    # the balance equation of state 0 (always a real state) is redundant: normalise there
     a = q.transpose(-1, -2).clone()
-    a[..., -1, :] = 1.0
+    a[..., 0, :] = 1.0
     rhs = torch.zeros(q.shape[:-1], dtype=q.dtype, device=q.device)
-    rhs[..., -1] = 1.0
+    rhs[..., 0] = 1.0
     pi = torch.linalg.solve(a, rhs)
     return pi.to(rate_matrix.dtype)
 

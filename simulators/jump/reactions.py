@@ -15,10 +15,14 @@ pools such as A and B of the Schlögl model) are absorbed into :math:`c_r`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Sequence
+
 import torch
 
-__all__ = ["ReactionNetwork"]
+from .gillespie import EventFn, JumpPaths, flat_obs_times, member_index, path_keys, ssa
+
+__all__ = ["ReactionNetwork", "simulate_reactions"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,6 @@ class ReactionNetwork:
     reactants: tuple[tuple[int, ...], ...]
     products: tuple[tuple[int, ...], ...]
     rate_constants: tuple[float, ...]
-    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         to_tuple = lambda rows: tuple(tuple(int(v) for v in row) for row in rows)  # noqa: E731
@@ -78,36 +81,115 @@ class ReactionNetwork:
         return (torch.tensor(self.products, dtype=dtype, device=device)
                 - torch.tensor(self.reactants, dtype=dtype, device=device))
 
-    def _terms(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """Sparse reactant terms (reaction, species, order) and the rate constants on ``device``."""
-        key = str(device)
-        if key not in self._cache:
-            terms = [(r, s, v) for r, row in enumerate(self.reactants) for s, v in enumerate(row) if v > 0]
-            reaction = torch.tensor([t[0] for t in terms], dtype=torch.int64, device=device)
-            species = torch.tensor([t[1] for t in terms], dtype=torch.int64, device=device)
-            order = torch.tensor([t[2] for t in terms], dtype=torch.float64, device=device)
-            rate = torch.tensor(self.rate_constants, dtype=torch.float64, device=device)
-            self._cache[key] = (reaction, species, order, rate, self.net_change(torch.float64, device))
-        return self._cache[key]
-
     @property
     def max_order(self) -> int:
         """Largest reactant coefficient of any species (2 for ``2X → …``)."""
         return max(max(row) for row in self.reactants)
 
+    def propensity_terms(self, r: int) -> tuple[float, tuple[tuple[int, int], ...]]:
+        r"""Reaction r's propensity as ``(k, ((species, order), ...))`` with
+        :math:`a_r = k \prod (x_s)_{ν}` over the terms, :math:`k = c_r / \prod ν!` and
+        :math:`(x)_ν = x(x−1)\cdots(x−ν+1)` the falling factorial."""
+        k = self.rate_constants[r]
+        terms = []
+        for s, v in enumerate(self.reactants[r]):
+            if v > 0:
+                k /= math.factorial(v)
+                terms.append((s, v))
+        return k, tuple(terms)
+
+    def propensity_of(self, r: int, counts: Sequence[torch.Tensor]) -> torch.Tensor | float:
+        """:math:`a_r` from per-species counts (a sequence of S float tensors of one shape);
+        a Python float for a reaction without reactants."""
+        k, terms = self.propensity_terms(r)
+        a: torch.Tensor | float = k
+        for s, v in terms:
+            x = counts[s]
+            factor = x
+            for i in range(1, v):  # (x − i)⁺: zero, not −0.0, once x < i
+                factor = factor * (x - i).clamp(min=0.0)
+            a = factor * a
+        return a
+
     def propensity(self, counts: torch.Tensor) -> torch.Tensor:
         r"""Propensities :math:`a_r(x) = c_r \prod_s \binom{x_s}{ν^-_{rs}}`.
 
-        ``counts`` is ``(..., S)`` (float, non-negative integers); result ``(..., R)`` float64.
+        ``counts`` is ``(..., S)`` (non-negative integers); result ``(..., R)`` float64.
         """
-        reaction, species, order, rate, _ = self._terms(counts.device)
-        lead = counts.shape[:-1]
-        x = counts.reshape(-1, self.n_species).to(torch.float64)
-        a = rate.expand(x.shape[0], -1)
-        if reaction.numel():
-            xs = x.index_select(1, species)  # (B, terms)
-            binom = xs
-            for j in range(1, self.max_order):  # C(x, ν) = Π_{i<ν} (x − i)/(i + 1); clamp: no −0.0
-                binom = torch.where(order > j, binom * (xs - j).clamp_(min=0.0) / (j + 1), binom)
-            a = a.scatter_reduce(1, reaction.expand(x.shape[0], -1), binom, reduce="prod")
-        return a.reshape(*lead, self.n_reactions)
+        x = counts.to(torch.float64)
+        species = [x[..., s] for s in range(self.n_species)]
+        cols = [self.propensity_of(r, species) for r in range(self.n_reactions)]
+        cols = [c if isinstance(c, torch.Tensor) else torch.full(x.shape[:-1], c, dtype=torch.float64,
+                                                                   device=x.device) for c in cols]
+        return torch.stack(cols, dim=-1)
+
+    def event(self) -> EventFn:
+        r"""The SSA rule of this network for :func:`~simulators.jump.gillespie.ssa`.
+
+        With cumulative propensities :math:`A_r = \sum_{q \le r} a_q` and the
+        indicators :math:`g_r = [A_r \le W a_0]` (1 for the channels before the one
+        chosen), the new counts are :math:`x + ν_0 + \sum_r g_r (ν_{r+1} − ν_r)`
+        (a telescoping sum, :math:`ν_R = 0`): only elementwise operations. If no
+        reaction without reactants has a positive rate, :math:`a_0` can vanish and
+        then :math:`g_{R−1} = 1` selects "no jump".
+        """
+        R, S = self.n_reactions, self.n_species
+        nu = [[self.products[r][s] - self.reactants[r][s] for s in range(S)] for r in range(R)] + [[0] * S]
+        steps = [[(r, nu[r + 1][s] - nu[r][s]) for r in range(R) if nu[r + 1][s] != nu[r][s]] for s in range(S)]
+        never_absorbing = any(c > 0 and not any(row) for c, row in zip(self.rate_constants, self.reactants))
+        last = R - 1 if never_absorbing else R  # g_{R-1} matters only where a0 can be 0
+
+        def event(x, w, ctx):
+            cum = []
+            total: torch.Tensor | float = 0.0
+            for r in range(R):
+                total = total + self.propensity_of(r, x)
+                cum.append(total)
+            if not isinstance(total, torch.Tensor):
+                total = torch.full_like(w, total)
+            target = w * total
+            below = [target >= cum[r] for r in range(last)]  # g_r
+            x_next = []
+            for s in range(S):
+                value = x[s] + nu[0][s] if nu[0][s] else x[s]
+                for r, d in steps[s]:
+                    if r < last:
+                        value = torch.add(value, below[r], alpha=d)
+                x_next.append(value)
+            return total, tuple(x_next)
+
+        return event
+
+
+def simulate_reactions(network: ReactionNetwork, initial_counts: Any, obs_times: Any, *, t_end: float,
+                       seed: int = 0, members: Any = None, t_start: float = 0.0, record_events: int = 0,
+                       max_iterations: int = 100_000_000,
+                       device: torch.device | str | None = None) -> JumpPaths:
+    r"""Exact paths of a mass-action network (Gillespie's SSA), P paths for each of M members.
+
+    Args:
+        network: the :class:`ReactionNetwork`.
+        initial_counts: ``(M, P, S)`` non-negative integer counts at ``t_start``.
+        obs_times, t_end, seed, members, t_start, record_events, max_iterations: as
+            :func:`~simulators.jump.mjp.simulate_mjp`.
+        device: where to simulate (default: that of ``initial_counts``).
+
+    Returns :class:`~simulators.jump.gillespie.JumpPaths`: float64 counts
+    ``observed`` ``(M, P, T, S)``, ``jump_time`` ``(M, P, E)``, ``jump_state``
+    ``(M, P, E, S)`` (padding NaN / −1) and ``n_events`` ``(M, P)``.
+    """
+    if device is None:
+        device = initial_counts.device if isinstance(initial_counts, torch.Tensor) else "cpu"
+    x0 = torch.as_tensor(initial_counts, dtype=torch.float64, device=device)
+    if x0.ndim != 3 or x0.shape[-1] != network.n_species:
+        raise ValueError(f"initial_counts must be (M, P, S) with S={network.n_species}, got {tuple(x0.shape)}")
+    if x0.numel() and (bool((x0 < 0).any()) or bool((x0 != x0.round()).any())):
+        bad = x0[(x0 < 0) | (x0 != x0.round())][0].item()
+        raise ValueError(f"initial counts must be non-negative integers, got {bad!r}")
+    M, P, S = x0.shape
+    keys = path_keys(member_index(members, M), P).to(x0.device).reshape(-1)
+    components = tuple(x0[..., s].reshape(-1).contiguous() for s in range(S))
+    result = ssa(components, network.event(), keys=keys, seed=seed, t_end=t_end,
+                 obs_times=flat_obs_times(obs_times, M, P, x0.device), t_start=t_start,
+                 record_events=record_events, pad=-1, max_iterations=max_iterations)
+    return JumpPaths.from_result(result, M, P, stack=True)

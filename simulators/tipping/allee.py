@@ -72,11 +72,11 @@ class AlleeBirthDeath(AbstractSystem):
 
     @dataclass(frozen=True)
     class Params(Params):
-        N: int = 50
+        N: int = 10
         beta: float = 4.0
         A: float = 1.0
         nu: float = 1.0
-        mu: float = 0.5
+        mu: float = 0.4
         mu_rate: float = 0.0
         n0: int | None = None
 
@@ -106,8 +106,13 @@ class AlleeBirthDeath(AbstractSystem):
         return LinearRamp(self.params.mu, self.params.mu_rate)
 
     def fold(self) -> tuple[float, float]:
-        r"""The mean-field saddle-node :math:`(μ_c, x_c) = ((\sqrt β − \sqrt{νA})^2, \sqrt{μ_c A/ν})`."""
+        r"""The mean-field saddle-node :math:`(μ_c, x_c) = ((\sqrt β − \sqrt{νA})^2, \sqrt{μ_c A/ν})`.
+
+        Raises ``ValueError`` when β ≤ νA: births never outpace deaths, there is no upper branch.
+        """
         p = self.params
+        if p.beta <= p.nu * p.A:
+            raise ValueError(f"no fold: beta={p.beta!r} <= nu*A={p.nu * p.A!r}, the population always dies out")
         mu_c = (math.sqrt(p.beta) - math.sqrt(p.nu * p.A)) ** 2
         return mu_c, math.sqrt(mu_c * p.A / p.nu)
 

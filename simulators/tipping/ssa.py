@@ -18,10 +18,10 @@ extinct population), and the event is a death with probability
 All members advance together as tensors: iteration i performs the i-th event
 of every member that has not yet reached the end of the interval. Member m's
 i-th event uses two uniforms of :class:`~simulators.random.CounterRNG` keyed by
-``(seed, m, i // UNIFORM_BLOCK, lane)`` and the position ``i % UNIFORM_BLOCK``, so its path depends only on its own index, never
-on the batch it is computed in. Event counts are not tied to time steps, so the
-interval's identity (``lane``) keys the numbers: the spin-up and the saved run
-use different lanes.
+``(seed, m, i // UNIFORM_BLOCK, lane)`` and the position ``i % UNIFORM_BLOCK``,
+so its path depends only on its own index, never on the batch it is computed in.
+Event counts are not tied to time steps, so the interval's identity (``lane``)
+keys the numbers: the spin-up and the saved run use different lanes.
 """
 from __future__ import annotations
 
@@ -130,8 +130,8 @@ class GillespieRamp(AbstractIntegrator):
     r"""Exact SSA for birth–death systems with linearly ramped rates (:func:`birth_death_ssa`).
 
     The system provides ``birth_death_propensities(t, n)`` (the propensities of
-    birth and death and their time slopes, :func:`birth_death_ssa`) with rates that ramp from model time
-    0 (:class:`~simulators.tipping.ramp.LinearRamp`); an interval must therefore
+    birth and death and their time slopes, :func:`birth_death_ssa`) with rates
+    that ramp from model time 0 (:class:`~simulators.tipping.ramp.LinearRamp`); an interval must therefore
     lie on one side of t = 0, as the spin-up and the saved run do. The state is
     the count, shape ``(M, 1)``. ``dt`` only fixes the save times: there is no
     time step. The interval's first global step ``step0`` keys its random lane.

@@ -1,0 +1,71 @@
+"""`dynlab run`: experiments compose, a tiny experiment runs end to end, every stage is cached."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from dynlab.cli import main as cli_main
+from dynlab.config import compose, group_options
+from dynlab.errors import ConfigError
+from dynlab.pipeline.run import run
+
+
+def tiny(tmp_path, *extra: str) -> list[str]:
+    """The quickstart cut down to seconds: few members, short series, a 1-layer S4D, 4 steps."""
+    return ["experiment=quickstart", "ensemble.members=6", "ensemble.chunk_members=2", "time.t_end=6",
+            "time.spinup=2", "learner.d_model=8", "learner.n_layers=1", "data.context=4", "data.stride=4",
+            "data.split.train=0.5", "data.split.val=0.25", "data.split.test=0.25",
+            "loss.one_step_steps=2", "loss.horizon.max=3", "train.steps=4", "train.batch_size=4",
+            "train.val_every=2", "train.val_windows=8", "evaluate.eval.horizon=8",
+            "evaluate.eval.starts_per_member=2", "evaluate.eval.long_rollout=40", "evaluate.eval.plots=false",
+            f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "progress=false", *extra]
+
+
+def test_experiments_compose_with_their_systems_and_learners():
+    assert {"quickstart", "lorenz96_mamba", "lorenz96_two_scale", "lorenz63_hippo"} <= set(group_options("experiment"))
+    q = compose("run", ["experiment=quickstart"])
+    assert (q.system.name, q.system.K, q.system.F, q.learner.name) == ("lorenz96", 40, 8.0, "s4d")
+    assert q.learner.spatial_encoder == "periodic_conv" and q.time.save_every == 0.05
+    assert q.run_dir == "runs/quickstart" and q.evaluate.run == "runs/quickstart"
+    assert compose("run", ["experiment=lorenz96_mamba"]).learner.name == "mamba"
+    two = compose("run", ["experiment=lorenz96_two_scale"])
+    assert two.system.name == "lorenz96_two_scale" and list(two.data.variables) == ["X"]
+    hippo = compose("run", ["experiment=lorenz63_hippo"])
+    assert (hippo.system.name, hippo.learner.name) == ("lorenz63", "hippo")
+    # simulate's own keys keep working at the top level of a run
+    assert compose("run", ["experiment=quickstart", "ensemble.members=7"]).ensemble.members == 7
+    with pytest.raises(ConfigError, match="unknown experiment 'nope'; available: .*quickstart"):
+        compose("run", ["experiment=nope"])
+
+
+def test_tiny_experiment_end_to_end_and_cached(tmp_path, capsys):
+    logs: list[str] = []
+    printed: list[str] = []
+    result = run(compose("run", tiny(tmp_path)), log=logs.append, echo=printed.append)
+    store, run_dir = result.store, result.run_dir
+    assert store.parent == tmp_path / "cache" and store.name.startswith("lorenz96-") and store.is_dir()
+    for name in ("config.yaml", "split.json", "metrics.jsonl", "done.json", "summary.json", "report.md"):
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "metrics.zarr").is_dir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["learner"] == "s4d" and set(summary["baselines"]) == {"persistence", "linear"}
+    text = printed[-1]
+    assert text.startswith("quickstart: s4d vs persistence, linear")
+    assert "VPT median" in text and "RMSE lead 1" in text and f"report: {run_dir / 'report.md'}" in text
+    assert set(result.summary["beats_baselines_until_vpt"]) == {"persistence", "linear"}
+    # a second run reuses the store and the trained model, and evaluates again
+    logs.clear()
+    again = run(compose("run", tiny(tmp_path)), log=logs.append, echo=printed.append)
+    assert again.store == store
+    assert any("already complete" in line and "nothing to do" in line for line in logs)
+    assert any("already trained with this config; nothing to do" in line for line in logs)
+
+
+def test_cli_run_reports_bad_input_in_one_line(tmp_path, capsys):
+    code = cli_main(["run", *tiny(tmp_path, "loss.horizon.max=200")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith("dynlab: error: window context + horizon = 4 + 200 = 204 steps is longer than the stored "
+                          "trajectories")
