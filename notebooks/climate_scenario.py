@@ -78,20 +78,13 @@ print(ds)
 # The seasonal cycle is large (the 10 m slab follows the Sun), so we average each year.
 
 # %%
-def annual_mean(da):
-    """Mean over each whole model year of saves after t = 0 (the first save is t = 0)."""
-    per_year = int(round(1.0 / float(ds.time[1] - ds.time[0])))
-    values = da.values[..., 1:]
-    n_years = values.shape[-1] // per_year
-    return values[..., :n_years * per_year].reshape(*values.shape[:-1], n_years, per_year).mean(-1)
-
-
-T_ann = annual_mean(ds.T_global)             # (member, year)
-N_ann = annual_mean(ds.N_toa)
-F_ann = annual_mean(ds.forcing)[0]
-years = np.arange(1, T_ann.shape[1] + 1) - 0.5
-T_control = float(ds.T_global.isel(time=slice(0, 11)).mean())  # the first year-ish at ~280 ppm
-dT = T_ann - T_control
+per_year = int(round(1.0 / float(ds.time[1] - ds.time[0])))
+annual = ds.isel(time=slice(1, None)).coarsen(time=per_year, boundary="trim").mean()  # years 1, 2, ...
+years = np.arange(1, annual.sizes["time"] + 1) - 0.5
+T_control = float(ds.T_global.isel(time=slice(0, per_year + 1)).mean())  # the first year, ~280 ppm
+dT = annual.T_global.values - T_control   # (member, year)
+N_ann = annual.N_toa.values
+F_ann = annual.forcing.values[0]
 print(f"global warming after {years[-1] + 0.5:.0f} years: {dT[:, -1].mean():.2f} K "
       f"(forcing {F_ann[-1]:.2f} W m-2, TOA imbalance {N_ann[:, -1].mean():.2f} W m-2)")
 if not SMALL:
@@ -131,10 +124,10 @@ plt.close(fig)
 # Polar amplification: the ice edge retreats and the high latitudes warm most.
 
 # %%
-T_first = annual_mean(ds.T)[..., 0].mean(0) if SMALL else annual_mean(ds.T)[..., :10].mean((0, -1))
-T_last = annual_mean(ds.T)[..., -1].mean(0) if SMALL else annual_mean(ds.T)[..., -10:].mean((0, -1))
-edge_first = float(ice_edge_latitude(ds.T.isel(time=slice(1, 11)).mean(("member", "time")).values, ds.lat.values))
-edge_last = float(ice_edge_latitude(ds.T.isel(time=slice(-10, None)).mean(("member", "time")).values, ds.lat.values))
+span = min(10, annual.sizes["time"] // 2)
+T_first = annual.T.isel(time=slice(0, span)).mean(("member", "time"))
+T_last = annual.T.isel(time=slice(-span, None)).mean(("member", "time"))
+edge_first, edge_last = (float(ice_edge_latitude(T.values, ds.lat.values)) for T in (T_first, T_last))
 print(f"annual-mean ice edge (NH): {edge_first:.1f} deg at the start, {edge_last:.1f} deg at the end")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -77,3 +77,12 @@ def test_annual_mean_symmetric_with_known_global_mean_and_p2():
     p2_fit = p2_insolation(LAT, s2=-0.482)
     assert (p2_fit * AREA).sum() == pytest.approx(S0 / 4, rel=1e-6)
     assert np.abs(p2_fit - ann).max() < 15.0  # the P2 fit is good to a few per cent
+
+
+def test_each_day_is_computed_the_same_alone_or_in_a_batch():
+    # the EBM tabulates a year of insolation at once and looks it up: the bits must not
+    # depend on which other days were computed alongside
+    days = np.linspace(0.0, 365.0, 257)
+    batch = daily_insolation(LAT[::8], days)
+    alone = np.stack([daily_insolation(LAT[::8], d) for d in days])
+    assert np.array_equal(batch, alone)

@@ -181,6 +181,7 @@ def test_evaluate_run_directory_from_the_cli(store, ds, tmp_path):
     # the run's linear map was fitted with the same ridge on the same members: the same scores
     assert summ["rmse_lead1"] == pytest.approx(summ["baselines"]["linear (baseline)"]["rmse_lead1"], rel=1e-3)
     assert (run / "metrics.zarr").is_dir() and (run / "report.md").exists()
+    assert (run / "figures" / "error_growth.png").exists()
 
 
 # --- dynlab.testing ---------------------------------------------------------------------------

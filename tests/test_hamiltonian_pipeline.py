@@ -20,7 +20,7 @@ SHORT = {  # a few steps of each system's own grid
     "three_body": ["time.dt=0.01", "time.save_every=0.05", "time.t_end=0.2"],
     "n_body": ["time.dt=0.01", "time.save_every=0.05", "time.t_end=0.2", "system.bodies=4"],
 }
-DEFAULT_INTEGRATOR = {"double_pendulum": "rk4"}
+DEFAULT_INTEGRATOR = {"double_pendulum": "rk4", "three_body": "dopri5"}  # close encounters: adaptive steps
 
 
 def _run(tmp_path, name, *overrides, store="x.zarr"):

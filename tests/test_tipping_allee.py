@@ -124,7 +124,7 @@ def test_ramp_collapses_while_the_stationary_control_only_rarely_does():
 
 def test_members_are_independent_of_the_batch():
     allee = make_system("allee", N=5, mu=0.5, mu_rate=0.05)
-    grid = TimeGrid(dt=0.5, save_every=0.5, t_end=3.0, spinup=1.0)
+    grid = TimeGrid(dt=0.5, save_every=0.5, t_end=2.0, spinup=0.5)
     whole = allee.simulate(SSA, grid, seed=3, members=range(6))
     part = allee.simulate(SSA, grid, seed=3, members=[4, 2])
     for name in ("n", "extinction_time"):

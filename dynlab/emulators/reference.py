@@ -129,7 +129,8 @@ class ReferenceEmulator(AbstractEmulator):
         if not isinstance(system, AbstractSystem):
             raise ValueError(f"system must be a simulators system, got {type(system).__name__}")
         if system.is_stochastic:
-            raise ValueError(f"system {system.name!r} is stochastic; the reference emulator needs a deterministic system")
+            raise ValueError(f"system {system.name!r} is stochastic; "
+                             "the reference emulator needs a deterministic system")
         if isinstance(integrator, str):
             integrator = make_integrator(integrator)
         integrator.check_system(system)
@@ -194,4 +195,5 @@ class ReferenceEmulator(AbstractEmulator):
         return self.advance(x_t), None
 
     def extra_repr(self) -> str:
-        return f"system={self.system!r}, integrator={self.integrator!r}, dt={self.dt}, steps_per_save={self.steps_per_save}"
+        return (f"system={self.system!r}, integrator={self.integrator!r}, dt={self.dt}, "
+                f"steps_per_save={self.steps_per_save}")

@@ -154,7 +154,8 @@ def build_emulator(learner_cfg: Mapping[str, Any], codec: StateCodec, train_data
     spec = LEARNERS[name]
     trainable = cfg.pop("trainable", spec.trainable)
     if trainable != spec.trainable:
-        raise ValueError(f"learner {name!r} has trainable={spec.trainable}, but the config says trainable={trainable!r}")
+        raise ValueError(f"learner {name!r} has trainable={spec.trainable}, "
+                         f"but the config says trainable={trainable!r}")
     unknown = sorted(set(cfg) - set(spec.options))
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for learner {name!r}; "

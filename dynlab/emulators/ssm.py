@@ -135,7 +135,8 @@ class SSMEmulator(AbstractEmulator):
         self.increment_normalizer = Normalizer(n_features)
         if spatial_encoder == "periodic_conv":
             if codec is None:
-                raise ValueError("spatial_encoder='periodic_conv' needs a StateCodec (to find the sites), got a feature count")
+                raise ValueError("spatial_encoder='periodic_conv' needs a StateCodec (to find the sites), "
+                                 "got a feature count")
             site_index = periodic_site_index(codec, spatial_dim)  # (K, C)
             self.n_sites, self.n_channels = site_index.shape
             self.register_buffer("site_index", site_index.reshape(-1), persistent=False)

@@ -215,7 +215,8 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
         raise ValueError("test_members is empty")
     missing = [m for m in test_members if m not in all_members]
     if missing:
-        raise ValueError(f"test members {missing} are not in the dataset (members {all_members[0]}..{all_members[-1]})")
+        raise ValueError(f"test members {missing} are not in the dataset "
+                         f"(members {all_members[0]}..{all_members[-1]})")
     notes: list[str] = []
     if train_members is None:
         train_members = [m for m in all_members if m not in set(test_members)] or test_members
@@ -245,11 +246,8 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
                       climate_scale=scale, threshold=float(threshold), long_rollout=long_rollout,
                       nperseg=max(4, nperseg), spectrum_tail=float(spectrum_tail), bin_edges=edges,
                       notes=notes, batch_size=batch_size, device=str(device))
-    try:
-        _reference_scales(setup, ds, lyapunov, lyapunov_time, lyapunov_transient, lambda1, agreement,
-                          agreement_rtol, agreement_atol, train_members)
-    except ValueError as err:  # e.g. outputs that are not pieces of the state: no reference integration
-        setup.notes.append(f"reference scales skipped: {err}")
+    _reference_scales(setup, ds, lyapunov, lyapunov_time, lyapunov_transient, lambda1, agreement,
+                      agreement_rtol, agreement_atol, train_members)
     return setup
 
 
@@ -274,8 +272,14 @@ def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_tr
             return
     if system is None:
         return
-    state_codec = StateCodec.from_dataset(ds, state_variables(system))
-    full = codec_state_permutation(system, state_codec)  # state -> state-variables flat
+    try:
+        state_codec = StateCodec.from_dataset(ds, state_variables(system))
+        full = codec_state_permutation(system, state_codec)  # state -> state-variables flat
+        probe = torch.zeros(1, *system.state_shape, dtype=torch.float64)
+        features_from_state(system, setup.codec, probe)  # the emulator's variables are outputs of the system
+    except ValueError as err:
+        setup.notes.append(f"no reference integration of {system.name} ({err}); VPT uncapped, no Lyapunov times")
+        return
     inverse = torch.argsort(full)
 
     def states(members, time_index) -> torch.Tensor:

@@ -35,7 +35,9 @@ def _save(fig, path: Path, top: float = 0.86, bottom: float = 0.15, left: float 
 
 
 def _learners(ds) -> list[str]:
-    return [str(v) for v in ds["learner"].values] if "learner" in ds.dims else [str(ds.attrs.get("learner", "emulator"))]
+    if "learner" in ds.dims:
+        return [str(v) for v in ds["learner"].values]
+    return [str(ds.attrs.get("learner", "emulator"))]
 
 
 def _sel(ds, name, learner):

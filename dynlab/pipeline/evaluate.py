@@ -162,13 +162,18 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise StoreError(f"checkpoint={checkpoint!r}: no such file")
     if checkpoint is None and latest_checkpoint(run_dir) is None:
-        raise StoreError(f"run={str(run)!r} holds no checkpoint (checkpoints/step_*.pt); train it first with dynlab train")
+        raise StoreError(f"run={str(run)!r} holds no checkpoint (checkpoints/step_*.pt); "
+                         "train it first with dynlab train")
     split = _read_json(run_dir / "split.json", "the member split")
     if not split.get("test"):
         raise StoreError(f"{run_dir / 'split.json'} has no test members; train with data.split.test > 0")
     info = _read_json(run_dir / "dataset.json", "the dataset record") if (run_dir / "dataset.json").exists() else {}
-    run_cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) \
-        if (run_dir / "config.yaml").exists() else {}
+    run_cfg: dict[str, Any] = {}
+    if (run_dir / "config.yaml").exists():
+        try:
+            run_cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+        except Exception as err:  # a hand-edited or foreign file: say which
+            raise StoreError(f"cannot read {run_dir / 'config.yaml'}: {str(err).splitlines()[0]}") from None
     store = c.get("store") or info.get("store") or (run_cfg.get("data") or {}).get("store")
     if not store:
         raise ConfigError(f"cannot tell which dataset {run_dir} was trained on; pass store=<path to the Zarr store>")
@@ -195,7 +200,8 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
             **{k: e[k] for k in _SETUP_KEYS})
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
-    paths = {"metrics": out_dir / "metrics.zarr", "summary": out_dir / "summary.json", "report": out_dir / "report.md"}
+    paths = {"metrics": out_dir / "metrics.zarr", "summary": out_dir / "summary.json", "report": out_dir / "report.md",
+             **{f"figure_{p.stem}": p for p in sorted((out_dir / "figures").glob("*.png"))}}
     base = ", ".join(f"{k} {v['vpt_median']}" for k, v in summ["baselines"].items())
     log(f"wrote {out_dir / 'report.md'}: VPT median {summ['vpt_median']} (baselines: {base or 'none'})")
     return EvaluateResult(out_dir, paths, summ)

@@ -426,7 +426,9 @@ class EnergyBalance1D(AbstractSystem):
                                              "standard_name": "latitude"})}
 
     def observables(self, x):
-        return {"T": x, "T_global": self.global_mean(x)}
+        # the state itself; T_global, N_toa, co2, forcing and the budget need the time or the
+        # integrator's stages and come from simulate
+        return {"T": x}
 
     def invariants(self, x):
         """Global heat content :math:`C \\sum_j w_j T_j` (J m⁻², relative to 0 °C)."""

@@ -48,6 +48,7 @@ __all__ = ["DAYS_PER_YEAR", "legendre_p2", "solar_longitude", "declination", "da
 DAYS_PER_YEAR = 365.2422
 #: present-day orbit (Berger 1978, epoch 1950): eccentricity, obliquity (deg), longitude of perihelion (deg)
 EARTH_ORBIT_1950 = {"eccentricity": 0.017236, "obliquity": 23.446, "perihelion_longitude": 281.37}
+_KEPLER_ITERATIONS = 16
 
 
 def legendre_p2(x: np.ndarray | float) -> np.ndarray | float:
@@ -56,13 +57,15 @@ def legendre_p2(x: np.ndarray | float) -> np.ndarray | float:
 
 
 def _eccentric_anomaly(mean_anomaly: np.ndarray, eccentricity: float) -> np.ndarray:
-    """Solve Kepler's equation :math:`E - e\\sin E = M` by Newton's method (to round-off)."""
+    """Solve Kepler's equation :math:`E - e\\sin E = M` by Newton's method.
+
+    A fixed number of iterations (round-off is reached in a handful for Earth-like
+    orbits, and in ~10 even at e = 0.9) rather than a test on the whole array, so each
+    element's result does not depend on the other days computed with it.
+    """
     E = mean_anomaly + eccentricity * np.sin(mean_anomaly)
-    for _ in range(50):
-        delta = (E - eccentricity * np.sin(E) - mean_anomaly) / (1.0 - eccentricity * np.cos(E))
-        E = E - delta
-        if np.max(np.abs(delta)) < 1e-15:
-            break
+    for _ in range(_KEPLER_ITERATIONS):
+        E = E - (E - eccentricity * np.sin(E) - mean_anomaly) / (1.0 - eccentricity * np.cos(E))
     return E
 
 

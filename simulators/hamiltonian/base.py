@@ -118,7 +118,8 @@ class HamiltonianParams(Params):
                 try:
                     dataclasses.replace(self, randomize=None, **{name: end})
                 except ValueError as err:
-                    raise ValueError(f"parameter randomize.{name}={[low, high]!r} allows an invalid value: {err}") from None
+                    raise ValueError(f"parameter randomize.{name}={[low, high]!r} allows an invalid value: "
+                                     f"{err}") from None
             ranges[name] = (low, high)
         object.__setattr__(self, "randomize", ranges or None)
 

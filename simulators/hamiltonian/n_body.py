@@ -25,6 +25,7 @@ equal masses (Chenciner & Montgomery 2000; initial conditions of Simó).
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +64,18 @@ class AbstractGravitatingBodies(AbstractHamiltonianSystem):
         self._constants: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
     @property
+    @abstractmethod
     def bodies(self) -> int:
-        raise NotImplementedError
+        """Number of bodies N."""
 
     @property
+    @abstractmethod
     def spatial_dim(self) -> int:
-        raise NotImplementedError
+        """Number of space dimensions d."""
 
+    @abstractmethod
     def _mass_values(self) -> list[float | torch.Tensor]:
         """Mass of each body: a float or per-member values ``(M,)``."""
-        raise NotImplementedError
 
     def _softening(self) -> float | torch.Tensor:
         return 0.0
@@ -201,7 +204,9 @@ class AbstractGravitatingBodies(AbstractHamiltonianSystem):
 
 @register_system
 class Kepler(AbstractGravitatingBodies):
-    r"""Two bodies in a plane (the Kepler problem), :math:`H = \frac{p_1^2}{2m_1} + \frac{p_2^2}{2m_2} - \frac{G m_1 m_2}{r}`.
+    r"""Two bodies in a plane (the Kepler problem).
+
+    .. math:: H = \frac{p_1^2}{2m_1} + \frac{p_2^2}{2m_2} - \frac{G m_1 m_2}{r}
 
     A bound orbit with relative separation r and relative speed v has
     semi-major axis :math:`a = -μ/(2ε)`, :math:`ε = v^2/2 - μ/r`,
@@ -293,6 +298,11 @@ class ThreeBody(AbstractGravitatingBodies):
     ``perturbation``: standard deviation of Gaussian perturbations of positions
     and velocities (relative to the side and the orbital speed for random
     starts); ``None`` means 0.05 for random starts and 0 for the figure-eight.
+
+    Random starts break up into close encounters, which a fixed step resolves
+    badly (with leapfrog at dt = 0.001 about a third of the members lose more
+    than 1 % of their energy within 10 time units), so ``integrator=auto``
+    picks the adaptive ``dopri5`` for them; the figure-eight gets ``leapfrog``.
     """
 
     name = "three_body"
@@ -316,6 +326,10 @@ class ThreeBody(AbstractGravitatingBodies):
                 object.__setattr__(self, "perturbation", float(self.perturbation))
 
     @property
+    def default_integrator(self):
+        return "dopri5" if self.params.initial == "random" else super().default_integrator
+
+    @property
     def bodies(self):
         return 3
 
@@ -334,8 +348,10 @@ class ThreeBody(AbstractGravitatingBodies):
         gm = torch.as_tensor(gm, dtype=torch.float64, device=z.device).reshape(-1, 1, 1)  # (1 or M, 1, 1)
         if p.initial == "figure_eight":
             sigma = 0.0 if p.perturbation is None else p.perturbation
-            q = torch.tensor(FIGURE_EIGHT_POSITIONS, dtype=torch.float64, device=z.device) + sigma * z[:, 0]
-            v = torch.tensor(FIGURE_EIGHT_VELOCITIES, dtype=torch.float64, device=z.device) * torch.sqrt(gm) + sigma * z[:, 1]
+            q0 = torch.tensor(FIGURE_EIGHT_POSITIONS, dtype=torch.float64, device=z.device)
+            v0 = torch.tensor(FIGURE_EIGHT_VELOCITIES, dtype=torch.float64, device=z.device)
+            q = q0 + sigma * z[:, 0]
+            v = v0 * torch.sqrt(gm) + sigma * z[:, 1]
         else:
             sigma = 0.05 if p.perturbation is None else p.perturbation
             u = rng.uniform((2,), step=0, stream=STREAM_INITIAL)

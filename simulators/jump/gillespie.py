@@ -30,7 +30,7 @@ the last jump at or before s (paths are right-continuous). A regular grid
 ``s_i = iΔ`` shared by all paths is located by arithmetic (the slots passed by
 time t are the ``ceil(t/Δ)`` first), so a jump within a rounding error (~1e-16
 relative) of an observation time may be seen on either side of it; any other
-grid is located by a batched binary search per event.
+grid is followed slot by slot.
 """
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ STREAM_JUMP = 0x41
 EVENTS_PER_DRAW = 16
 #: paths per member (a path key is ``member · MAX_PATHS + path``)
 MAX_PATHS = 1 << 20
-#: random numbers per CounterRNG call (rows are split so that the hashing stays in cache)
-_DRAW_BLOCK = 1 << 16
+#: random numbers per CounterRNG call: rows are split so that the hashing stays in cache
+#: and below torch's parallel grain (thread hand-offs cost more than they save here)
+_DRAW_BLOCK = 1 << 15
 #: drop stopped paths from the batch once at most this fraction is still running
 _COMPACT_BELOW = 0.5
 _TINY = torch.finfo(torch.float64).tiny
@@ -123,19 +124,20 @@ class SSAResult:
 
 def _draw(keys: torch.Tensor, seed: int, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exp(1) holding-time draws and uniform [0, 1) channel draws of the next
-    ``EVENTS_PER_DRAW`` events of every path, each ``(EVENTS_PER_DRAW, b)``."""
+    ``EVENTS_PER_DRAW`` events of every path, each ``(EVENTS_PER_DRAW, b)`` (event-major)."""
+    b = keys.shape[0]
+    exp_draws = torch.empty(EVENTS_PER_DRAW, b, dtype=torch.float64, device=keys.device)
+    choice_draws = torch.empty_like(exp_draws)
     rows_per_call = max(1, _DRAW_BLOCK // EVENTS_PER_DRAW)
-    exp_parts, choice_parts = [], []
-    for start in range(0, keys.shape[0], rows_per_call):
-        rng = CounterRNG(seed, keys[start:start + rows_per_call])
+    for start in range(0, b, rows_per_call):
+        stop = min(b, start + rows_per_call)
+        rng = CounterRNG(seed, keys[start:stop])
         u = rng.uniform((EVENTS_PER_DRAW,), step=draw, stream=STREAM_JUMP, lane=0)
-        exp_parts.append(torch.log(u).neg_().clamp_(min=_TINY))  # u = 1 would give E = 0, and 0/0 below
+        exp_draws[:, start:stop] = torch.log(u).neg_().clamp_(min=_TINY).t()  # u = 1 would give E = 0 (0/0 later)
         # W = 1 − V on [0, 1): exact, as V is a multiple of 2**-53 in (0, 1]
         v = rng.uniform((EVENTS_PER_DRAW,), step=draw, stream=STREAM_JUMP, lane=1)
-        choice_parts.append(v.neg_().add_(1.0))
-    exp_draws = exp_parts[0] if len(exp_parts) == 1 else torch.cat(exp_parts)
-    choice_draws = choice_parts[0] if len(choice_parts) == 1 else torch.cat(choice_parts)
-    return exp_draws.t().contiguous(), choice_draws.t().contiguous()  # event-major: row j is contiguous
+        choice_draws[:, start:stop] = v.neg_().add_(1.0).t()
+    return exp_draws, choice_draws
 
 
 def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed: int, t_end: float,
@@ -183,7 +185,8 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
             obs = obs.expand(n_paths, -1)
         if record_events:  # X(0) is observed as an extra first slot: entry 0 of the record
             obs = torch.cat((obs.new_zeros(n_paths, 1), obs), dim=1)
-        obs_cur = obs.contiguous()
+        # flat per-path rows closed by +inf ("no observation left")
+        obs_flat = torch.cat((obs, obs.new_full((n_paths, 1), math.inf)), dim=1).reshape(-1)
     n_obs = obs.shape[-1]
 
     # obs-major slots: slot i of path p is element i·B + p; slots n_obs·B + p are sinks.
@@ -202,6 +205,8 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
     rows = torch.arange(n_paths, device=device)
     t = torch.full((n_paths,), float(t_start), dtype=torch.float64, device=device)
     slot = torch.zeros(n_paths, dtype=torch.int64, device=device)  # first slot not yet passed
+    if step is None:
+        next_obs = obs[:, 0].clone()  # its time
     n = 0
     while True:
         j = n % EVENTS_PER_DRAW
@@ -222,8 +227,10 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
                 x = tuple(c[keep] for c in x)
                 ctx = {name: v[keep] for name, v in ctx.items()}
                 if step is None:
-                    obs_cur = obs_cur[keep]
+                    next_obs = next_obs[keep]
             exp_draws, choice_draws = _draw(keys, seed, n // EVENTS_PER_DRAW)
+            if step is None:
+                obs_row = rows * (n_obs + 1)
 
         a0, x_next = event(x, choice_draws[j], ctx)
         t_next = t + exp_draws[j] / a0  # inf where no channel is open (absorbing)
@@ -235,8 +242,12 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
             out.index_copy_(0, index, c)
         if step is not None:
             slot = torch.ceil(t_next / step).clamp_(0.0, float(n_obs)).to(torch.int64)
-        else:
-            slot = torch.searchsorted(obs_cur, t_next.unsqueeze(1)).squeeze(1)
+        else:  # advance slot by slot (elementwise: no thread hand-offs of a batched search)
+            due = next_obs < t_next
+            while bool(due.any()):
+                slot = slot + due
+                next_obs = obs_flat.index_select(0, obs_row + slot)
+                due = next_obs < t_next
         if record_events:
             kept = (t_next <= t_end) & (t_next >= 0)
             entry = torch.where(kept & (count < E), count, E)

@@ -124,8 +124,8 @@ class MayGrazing(AbstractSystem):
     i.e. the upper branch where it exists).
 
     State shape ``(..., 1)``. Output: ``x`` and the driver ``c`` on
-    ``(member, time)``. Integrate with ``euler_maruyama`` (the default) or any
-    fixed-step integrator; the reflection is applied after every step.
+    ``(member, time)``. Integrate with ``euler_maruyama`` (the default) or another
+    fixed-step SDE integrator; the reflection is applied after every step.
     """
 
     name = "may_grazing"

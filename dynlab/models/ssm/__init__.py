@@ -9,6 +9,7 @@ import importlib
 _EXPORTS = {
     # HiPPO and S4D
     "hippo_matrix": "dynlab.models.ssm.hippo",
+    "hippo_nplr": "dynlab.models.ssm.hippo",
     "S4D": "dynlab.models.ssm.s4d",
     "S4DBlock": "dynlab.models.ssm.s4d",
     # selective scan and Mamba
