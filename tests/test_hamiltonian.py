@@ -97,7 +97,7 @@ def test_friction_law(name):
     """dH/dt = -γ‖∂H/∂p‖² (central difference along the RK4 flow), and energy falls."""
     gamma = 0.3
     system = make_system(name, friction=gamma)
-    assert system.default_integrator == "rk4"
+    assert system.default_integrator in ("rk4", "dopri5")  # never a splitting method
     x = _states(system, 4)
     rk4 = make_integrator("rk4")
     h = 1e-4

@@ -56,7 +56,7 @@ EVENTS_PER_DRAW = 16
 MAX_PATHS = 1 << 20
 #: random numbers per CounterRNG call: rows are split so that the hashing stays in cache
 #: and below torch's parallel grain (thread hand-offs cost more than they save here)
-_DRAW_BLOCK = 1 << 15
+_DRAW_BLOCK = 1 << 14
 #: drop stopped paths from the batch once at most this fraction is still running
 _COMPACT_BELOW = 0.5
 _TINY = torch.finfo(torch.float64).tiny
@@ -239,7 +239,7 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
         # s_i < t_next, ceil(t_next/Δ) of them on a regular grid.
         index = torch.add(rows, slot, alpha=n_paths)
         for out, c in zip(observed, x):
-            out.index_copy_(0, index, c)
+            out.scatter_(0, index, c)
         if step is not None:
             slot = torch.ceil(t_next / step).clamp_(0.0, float(n_obs)).to(torch.int64)
         else:  # advance slot by slot (elementwise: no thread hand-offs of a batched search)
@@ -252,9 +252,9 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
             kept = (t_next <= t_end) & (t_next >= 0)
             entry = torch.where(kept & (count < E), count, E)
             index = torch.add(rows, entry, alpha=n_paths)
-            rec_time.index_copy_(0, index, t_next)
+            rec_time.scatter_(0, index, t_next)
             for out, c in zip(rec_state, x_next):
-                out.index_copy_(0, index, c)
+                out.scatter_(0, index, c)
             count = count + kept
         # paths past t_end keep jumping until they are dropped, but write only their sinks
         x = x_next

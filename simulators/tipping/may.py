@@ -89,7 +89,7 @@ def may_folds(r: float = 1.0, K: float = 10.0, h: float = 1.0) -> tuple[Fold, ..
     ``scipy.optimize.fsolve``, started from the extrema of
     :math:`c(x) = r(1 − x/K)(x² + h²)/x` (the equilibrium curve) on a grid.
     Returns an empty tuple when the model is monostable. For r=1, K=10, h=1:
-    ``(Fold(c≈1.787, x≈…), Fold(c≈2.604, x≈4.78))`` — the lower branch's and
+    ``(Fold(c≈1.787, x≈1.138), Fold(c≈2.604, x≈4.781))``: the lower branch's and
     the upper branch's folds.
     """
     from scipy.optimize import fsolve
