@@ -278,6 +278,18 @@ def test_bound_parameters_broadcast_per_member():
     torch.testing.assert_close(H, expected)
 
 
+def test_bind_validates_values():
+    system = make_system("mass_spring")
+    with pytest.raises(ValueError, match="m must be > 0, got -0.5"):
+        system.bind({"m": torch.tensor([1.0, -0.5])})
+    with pytest.raises(ValueError, match="cannot bind per-member values of 'radius'"):
+        system.bind({"radius": torch.tensor([1.0])})
+    with pytest.raises(ValueError, match="same length"):
+        system.bind({"k": torch.ones(2), "m": torch.ones(3)})
+    with pytest.raises(ValueError, match="shape"):
+        system.bind({"k": torch.ones(2, 1)})
+
+
 def test_drawn_parameters_depend_only_on_seed_and_member():
     system = make_system("kepler", randomize={"m2": [0.5, 2.0]})
     a = system.sample_parameters(CounterRNG(5, range(8)))["m2"]

@@ -53,6 +53,28 @@ DEFAULT_BLOCK_H = 16
 
 if HAS_TRITON:
 
+    # The recurrence is sequential in time, so one program's speed is set by the latency
+    # of its loads, not by bandwidth. The loops below therefore go UNROLL = 4 steps at a
+    # time and issue the loads of all four steps before the first of them is used: one
+    # memory latency per four steps. Steps past the end of a segment load Δ = 0 (the
+    # state is unchanged) and store nothing.
+
+    @triton.jit
+    def _load_inputs(dt_row, u_row, B_row, C_row, t, ok, H, N, mask_h, mask_n):
+        """Rows Δ_t, u_t (BLOCK_H,) and B_t, C_t (BLOCK_N,); zeros where ``ok`` is False."""
+        dt = tl.load(dt_row + t * H, mask=mask_h & ok, other=0.0)
+        u = tl.load(u_row + t * H, mask=mask_h & ok, other=0.0)
+        B_t = tl.load(B_row + t * N, mask=mask_n & ok, other=0.0)
+        C_t = tl.load(C_row + t * N, mask=mask_n & ok, other=0.0)
+        return dt, u, B_t, C_t
+
+    @triton.jit
+    def _forward_step(h, A, dt, u, B_t, C_t, y_row, t, end, H, mask_h):
+        # padded channels/states have A = B = C = 0 and stay at h = 0
+        h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * B_t[None, :]
+        tl.store(y_row + t * H, tl.sum(h * C_t[None, :], axis=1), mask=mask_h & (t < end))
+        return h
+
     @triton.jit
     def _selective_scan_fwd_kernel(
         u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, h0_ptr,  # inputs
@@ -79,15 +101,32 @@ if HAS_TRITON:
         for c in range(0, n_ckpt):
             if SAVE_CKPT:  # state before step c·K, for the backward pass
                 tl.store(ckpt_ptr + (pid_b * n_ckpt + c) * H * N + hn, h, mask=mask_hn)
-            for t in range(c * K, tl.minimum(c * K + K, L)):
-                # padded channels/states load 0: Δ = 0 keeps them at h = 0
-                dt = tl.load(dt_row + t * H, mask=mask_h, other=0.0)
-                u = tl.load(u_row + t * H, mask=mask_h, other=0.0)
-                B_t = tl.load(B_row + t * N, mask=mask_n, other=0.0)
-                C_t = tl.load(C_row + t * N, mask=mask_n, other=0.0)
-                h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * B_t[None, :]
-                tl.store(y_row + t * H, tl.sum(h * C_t[None, :], axis=1), mask=mask_h)
+            end = tl.minimum(c * K + K, L)
+            for t in range(c * K, end, 4):
+                dt0, u0, B0, C0 = _load_inputs(dt_row, u_row, B_row, C_row, t, t < end, H, N, mask_h, mask_n)
+                dt1, u1, B1, C1 = _load_inputs(dt_row, u_row, B_row, C_row, t + 1, t + 1 < end, H, N, mask_h, mask_n)
+                dt2, u2, B2, C2 = _load_inputs(dt_row, u_row, B_row, C_row, t + 2, t + 2 < end, H, N, mask_h, mask_n)
+                dt3, u3, B3, C3 = _load_inputs(dt_row, u_row, B_row, C_row, t + 3, t + 3 < end, H, N, mask_h, mask_n)
+                h = _forward_step(h, A, dt0, u0, B0, C0, y_row, t, end, H, mask_h)
+                h = _forward_step(h, A, dt1, u1, B1, C1, y_row, t + 1, end, H, mask_h)
+                h = _forward_step(h, A, dt2, u2, B2, C2, y_row, t + 2, end, H, mask_h)
+                h = _forward_step(h, A, dt3, u3, B3, C3, y_row, t + 3, end, H, mask_h)
         tl.store(h_last_ptr + pid_b * H * N + hn, h, mask=mask_hn)
+
+    @triton.jit
+    def _adjoint_step(h, g, dA, A, dt, u, dy, B_t, C_t, h_prev, t, ok,
+                      du_row, ddt_row, dB_row, dC_row, H, N, mask_h, mask_n):
+        """One reverse step at time t; h = h_t, g = ∂loss/∂h_t from later steps."""
+        lam = dy[:, None] * C_t[None, :] + g  # ∂loss/∂h_t
+        tl.store(dC_row + t * N, tl.sum(dy[:, None] * h, axis=0), mask=mask_n & ok)
+        s = tl.sum(lam * B_t[None, :], axis=1)  # ∂loss/∂(Δu)_t
+        tl.store(dB_row + t * N, tl.sum(lam * (dt * u)[:, None], axis=0), mask=mask_n & ok)
+        decay = tl.exp(dt[:, None] * A)
+        w = lam * decay * h_prev  # ∂loss/∂(Δ_t A)
+        tl.store(ddt_row + t * H, tl.sum(w * A, axis=1) + s * u, mask=mask_h & ok)
+        tl.store(du_row + t * H, s * dt, mask=mask_h & ok)
+        # past the start of the segment (ok False) dt = dy = 0, so g and dA are unchanged
+        return dA + dt[:, None] * w, decay * lam
 
     @triton.jit
     def _selective_scan_bwd_kernel(
@@ -100,6 +139,7 @@ if HAS_TRITON:
         L, H, N, n_ckpt, n_blocks,
         K: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr,
     ):
+        TILE = BLOCK_H * BLOCK_N  # constexpr: a product of constexprs
         pid_b = tl.program_id(0).to(tl.int64)
         pid_h = tl.program_id(1)
         offs_h = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -109,6 +149,7 @@ if HAS_TRITON:
         mask_hn = mask_h[:, None] & mask_n[None, :]
         hn = offs_h[:, None] * N + offs_n[None, :]
         tile = tl.arange(0, BLOCK_H)[:, None] * BLOCK_N + offs_n[None, :]  # offsets in a scratch tile
+        everywhere = tile >= 0  # all-true (BLOCK_H, BLOCK_N) mask, to be and-ed with a step's validity
 
         A = tl.load(A_ptr + hn, mask=mask_hn, other=0.0)
         g = tl.load(dh_last_ptr + pid_b * H * N + hn, mask=mask_hn, other=0.0)  # ∂loss/∂h_t from later steps
@@ -123,43 +164,62 @@ if HAS_TRITON:
         part = (pid_b * n_blocks + pid_h) * L * N + offs_n
         dB_row = dB_part_ptr + part
         dC_row = dC_part_ptr + part
-        scratch = scratch_ptr + (pid_b * n_blocks + pid_h) * K * BLOCK_H * BLOCK_N + tile
+        scratch = scratch_ptr + (pid_b * n_blocks + pid_h) * K * TILE + tile
 
         for cc in range(0, n_ckpt):
             c = n_ckpt - 1 - cc
             t0 = c * K
-            n_steps = tl.minimum(t0 + K, L) - t0
+            end = tl.minimum(t0 + K, L)
+            n_steps = end - t0
             # 1) recompute the segment's states; scratch[i] = h_{t0+i-1} (state before step t0+i)
             h = tl.load(ckpt_ptr + (pid_b * n_ckpt + c) * H * N + hn, mask=mask_hn, other=0.0)
-            for i in range(0, n_steps):
-                tl.store(scratch + i * BLOCK_H * BLOCK_N, h)
-                t = t0 + i
-                dt = tl.load(dt_row + t * H, mask=mask_h, other=0.0)
-                u = tl.load(u_row + t * H, mask=mask_h, other=0.0)
-                B_t = tl.load(B_row + t * N, mask=mask_n, other=0.0)
-                h = tl.exp(dt[:, None] * A) * h + (dt * u)[:, None] * B_t[None, :]
+            for t in range(t0, end, 4):
+                dt0, u0, B0, C0 = _load_inputs(dt_row, u_row, B_row, C_row, t, t < end, H, N, mask_h, mask_n)
+                dt1, u1, B1, C1 = _load_inputs(dt_row, u_row, B_row, C_row, t + 1, t + 1 < end, H, N, mask_h, mask_n)
+                dt2, u2, B2, C2 = _load_inputs(dt_row, u_row, B_row, C_row, t + 2, t + 2 < end, H, N, mask_h, mask_n)
+                dt3, u3, B3, C3 = _load_inputs(dt_row, u_row, B_row, C_row, t + 3, t + 3 < end, H, N, mask_h, mask_n)
+                i = t - t0
+                tl.store(scratch + i * TILE, h)
+                h = tl.exp(dt0[:, None] * A) * h + (dt0 * u0)[:, None] * B0[None, :]
+                tl.store(scratch + (i + 1) * TILE, h, mask=everywhere & (t + 1 < end))
+                h = tl.exp(dt1[:, None] * A) * h + (dt1 * u1)[:, None] * B1[None, :]
+                tl.store(scratch + (i + 2) * TILE, h, mask=everywhere & (t + 2 < end))
+                h = tl.exp(dt2[:, None] * A) * h + (dt2 * u2)[:, None] * B2[None, :]
+                tl.store(scratch + (i + 3) * TILE, h, mask=everywhere & (t + 3 < end))
+                h = tl.exp(dt3[:, None] * A) * h + (dt3 * u3)[:, None] * B3[None, :]
             tl.debug_barrier()  # scratch writes visible to every thread of the program
-            # 2) adjoint, backwards in time; h holds h_t on entry to each step
-            for j in range(0, n_steps):
-                i = n_steps - 1 - j
-                t = t0 + i
-                h_prev = tl.load(scratch + i * BLOCK_H * BLOCK_N)
-                dt = tl.load(dt_row + t * H, mask=mask_h, other=0.0)
-                u = tl.load(u_row + t * H, mask=mask_h, other=0.0)
-                dy = tl.load(dy_row + t * H, mask=mask_h, other=0.0)
-                B_t = tl.load(B_row + t * N, mask=mask_n, other=0.0)
-                C_t = tl.load(C_row + t * N, mask=mask_n, other=0.0)
-                lam = dy[:, None] * C_t[None, :] + g  # ∂loss/∂h_t
-                tl.store(dC_row + t * N, tl.sum(dy[:, None] * h, axis=0), mask=mask_n)
-                s = tl.sum(lam * B_t[None, :], axis=1)  # ∂loss/∂(Δu)_t
-                tl.store(dB_row + t * N, tl.sum(lam * (dt * u)[:, None], axis=0), mask=mask_n)
-                decay = tl.exp(dt[:, None] * A)
-                w = lam * decay * h_prev  # ∂loss/∂(Δ_t A)
-                tl.store(ddt_row + t * H, tl.sum(w * A, axis=1) + s * u, mask=mask_h)
-                tl.store(du_row + t * H, s * dt, mask=mask_h)
-                dA += dt[:, None] * w
-                g = decay * lam
-                h = h_prev
+            # 2) adjoint, backwards in time; h holds h_t on entry to the step at time t
+            for j in range(0, n_steps, 4):
+                ta = end - 1 - j
+                tb = ta - 1
+                tc = ta - 2
+                td = ta - 3
+                oka = ta >= t0
+                okb = tb >= t0
+                okc = tc >= t0
+                okd = td >= t0
+                # all loads of the four steps first (steps before t0 load zeros)
+                dta, ua, Ba, Ca = _load_inputs(dt_row, u_row, B_row, C_row, ta, oka, H, N, mask_h, mask_n)
+                dtb, ub, Bb, Cb = _load_inputs(dt_row, u_row, B_row, C_row, tb, okb, H, N, mask_h, mask_n)
+                dtc, uc, Bc, Cc = _load_inputs(dt_row, u_row, B_row, C_row, tc, okc, H, N, mask_h, mask_n)
+                dtd, ud, Bd, Cd = _load_inputs(dt_row, u_row, B_row, C_row, td, okd, H, N, mask_h, mask_n)
+                dya = tl.load(dy_row + ta * H, mask=mask_h & oka, other=0.0)
+                dyb = tl.load(dy_row + tb * H, mask=mask_h & okb, other=0.0)
+                dyc = tl.load(dy_row + tc * H, mask=mask_h & okc, other=0.0)
+                dyd = tl.load(dy_row + td * H, mask=mask_h & okd, other=0.0)
+                hpa = tl.load(scratch + (ta - t0) * TILE, mask=everywhere & oka, other=0.0)
+                hpb = tl.load(scratch + (tb - t0) * TILE, mask=everywhere & okb, other=0.0)
+                hpc = tl.load(scratch + (tc - t0) * TILE, mask=everywhere & okc, other=0.0)
+                hpd = tl.load(scratch + (td - t0) * TILE, mask=everywhere & okd, other=0.0)
+                dA, g = _adjoint_step(h, g, dA, A, dta, ua, dya, Ba, Ca, hpa, ta, oka,
+                                      du_row, ddt_row, dB_row, dC_row, H, N, mask_h, mask_n)
+                dA, g = _adjoint_step(hpa, g, dA, A, dtb, ub, dyb, Bb, Cb, hpb, tb, okb,
+                                      du_row, ddt_row, dB_row, dC_row, H, N, mask_h, mask_n)
+                dA, g = _adjoint_step(hpb, g, dA, A, dtc, uc, dyc, Bc, Cc, hpc, tc, okc,
+                                      du_row, ddt_row, dB_row, dC_row, H, N, mask_h, mask_n)
+                dA, g = _adjoint_step(hpc, g, dA, A, dtd, ud, dyd, Bd, Cd, hpd, td, okd,
+                                      du_row, ddt_row, dB_row, dC_row, H, N, mask_h, mask_n)
+                h = hpd
             tl.debug_barrier()  # the next segment overwrites the scratch
         tl.store(dh0_ptr + pid_b * H * N + hn, g, mask=mask_hn)
         tl.store(dA_part_ptr + pid_b * H * N + hn, dA, mask=mask_hn)

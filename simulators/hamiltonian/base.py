@@ -258,16 +258,25 @@ class AbstractHamiltonianSystem(AbstractSystem):
 
         The copy's coefficients broadcast against states whose last batch
         dimension is the member (``(M, 2·dof)`` or ``(T, M, 2·dof)``)."""
-        fields = {f.name for f in dataclasses.fields(self.params)}
         bound = copy.copy(self)
         bound._member_values = {}
+        sizes = set()
         for name, value in values.items():
-            if name not in fields:
-                raise ValueError(f"{self.name} has no parameter {name!r}")
+            if name not in self.params.randomizable:
+                raise ValueError(f"{self.name} cannot bind per-member values of {name!r}; "
+                                 f"allowed: {', '.join(self.params.randomizable)}")
             value = torch.as_tensor(value)
-            if value.ndim != 1:
+            if value.ndim != 1 or value.numel() == 0:
                 raise ValueError(f"per-member values of {name} must have shape (M,), got {tuple(value.shape)}")
+            for end in (float(value.min()), float(value.max())):  # the constraints are intervals
+                try:
+                    dataclasses.replace(self.params, randomize=None, **{name: end})
+                except ValueError as err:
+                    raise ValueError(f"per-member values of {name}: {err}") from None
+            sizes.add(value.shape[0])
             bound._member_values[name] = value
+        if len(sizes) > 1:
+            raise ValueError(f"per-member values must all have the same length, got {sorted(sizes)}")
         return bound
 
     @property

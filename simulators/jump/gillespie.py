@@ -34,6 +34,7 @@ grid is followed slot by slot.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -46,7 +47,8 @@ from ..random import CounterRNG
 __all__ = ["Gillespie", "SSAResult", "JumpPaths", "ssa", "path_keys", "regular_grid", "EventFn",
            "MAX_PATHS", "STREAM_JUMP", "EVENTS_PER_DRAW"]
 
-#: CounterRNG stream of the jumps: lane 0 holding times, lane 1 channel choice.
+#: CounterRNG stream of the jumps: draw d of a path is a (2, EVENTS_PER_DRAW) block of uniforms,
+#: row 0 for the holding times, row 1 for the channel choices of its events.
 STREAM_JUMP = 0x41
 #: events whose random numbers are drawn in one go. It fixes the counter layout
 #: (event n of a path uses element n % EVENTS_PER_DRAW of draw n // EVENTS_PER_DRAW),
@@ -128,16 +130,30 @@ def _draw(keys: torch.Tensor, seed: int, draw: int) -> tuple[torch.Tensor, torch
     b = keys.shape[0]
     exp_draws = torch.empty(EVENTS_PER_DRAW, b, dtype=torch.float64, device=keys.device)
     choice_draws = torch.empty_like(exp_draws)
-    rows_per_call = max(1, _DRAW_BLOCK // EVENTS_PER_DRAW)
+    rows_per_call = max(1, _DRAW_BLOCK // (2 * EVENTS_PER_DRAW))
     for start in range(0, b, rows_per_call):
         stop = min(b, start + rows_per_call)
-        rng = CounterRNG(seed, keys[start:stop])
-        u = rng.uniform((EVENTS_PER_DRAW,), step=draw, stream=STREAM_JUMP, lane=0)
-        exp_draws[:, start:stop] = torch.log(u).neg_().clamp_(min=_TINY).t()  # u = 1 would give E = 0 (0/0 later)
+        u = CounterRNG(seed, keys[start:stop]).uniform((2, EVENTS_PER_DRAW), step=draw, stream=STREAM_JUMP)
+        exp_draws[:, start:stop] = torch.log(u[:, 0]).neg_().clamp_(min=_TINY).t()  # u = 1 would give E = 0
         # W = 1 − V on [0, 1): exact, as V is a multiple of 2**-53 in (0, 1]
-        v = rng.uniform((EVENTS_PER_DRAW,), step=draw, stream=STREAM_JUMP, lane=1)
-        choice_draws[:, start:stop] = v.neg_().add_(1.0).t()
+        choice_draws[:, start:stop] = u[:, 1].neg().add_(1.0).t()
     return exp_draws, choice_draws
+
+
+@contextlib.contextmanager
+def _one_thread(device: torch.device):
+    """Run the event loop's CPU ops on one thread: they act on a few thousand numbers each,
+    where torch's hand-offs to worker threads cost more than they save (and much more on
+    a busy machine). Batches of paths run in parallel through dask workers instead."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed: int, t_end: float,
@@ -160,7 +176,15 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
         record_events: E > 0 keeps the jump record (see :class:`SSAResult`).
         pad: fill value of unused ``jump_state`` entries.
         max_iterations: guard against runaway rates (raises ``RuntimeError``).
+
+    On the CPU the loop runs on one thread (see ``_one_thread``).
     """
+    device = torch.as_tensor(x0[0]).device if len(x0) else torch.device("cpu")
+    with _one_thread(device):
+        return _ssa(x0, event, keys, seed, t_end, obs_times, t_start, context, record_events, pad, max_iterations)
+
+
+def _ssa(x0, event, keys, seed, t_end, obs_times, t_start, context, record_events, pad, max_iterations):
     x = tuple(torch.as_tensor(c) for c in x0)
     if not x or any(c.ndim != 1 or c.shape != x[0].shape for c in x):
         raise ValueError("x0 must be a non-empty sequence of (B,) tensors of one length")
