@@ -96,7 +96,7 @@ def bench_cpu(sizes, steps_for, quick):
           "per-call overhead, not arithmetic")
 
 
-def bench_cuda(members):
+def bench_cuda(members, peak_bw):
     system = make_system("lorenz96", K=K, F=F)
     rk4 = make_integrator("rk4")
     compiled = make_integrator("rk4", compile=True)
@@ -112,7 +112,7 @@ def bench_cuda(members):
         rate = members * n / sec
         traffic = members * K * 8 * 2 * n / sec  # ideal: read + write the state once per step
         print(f"cuda {label:>8}: {members} members, {rate:.3e} member-steps/s, "
-              f"ideal-traffic bandwidth {traffic / 1e9:.1f} GB/s")
+              f"ideal-traffic bandwidth {traffic / 1e9:.1f} GB/s = {traffic / peak_bw:.1%} of {peak_bw / 1e12:.2f} TB/s")
     # baseline on the same machine: numpy on its CPU at the same size (few steps)
     t_np, _ = timed(numpy_rk4, x0.cpu().numpy(), 20, repeats=1)
     print(f"numpy (host CPU) at {members} members: {members * 20 / t_np:.3e} member-steps/s")
@@ -158,13 +158,14 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--members", type=int, default=65536, help="members for --device cuda")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peak-bw", type=float, default=3.35e12, help="GPU peak memory bandwidth, B/s (H100 SXM)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}, "
           f"numpy {np.__version__}, torch threads {torch.get_num_threads()}")
     if args.device.startswith("cuda"):
         print(f"gpu: {torch.cuda.get_device_name()}")
-        bench_cuda(args.members)
+        bench_cuda(args.members, args.peak_bw)
         return
     sizes = [1, 64, 1024] if args.quick else [1, 64, 1024, 4096]
     steps_for = (lambda m: 50) if args.quick else (lambda m: 1000 if m <= 64 else 200)
