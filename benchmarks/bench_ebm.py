@@ -101,8 +101,8 @@ def main() -> None:
         system = make_system("ebm_1d", n_lat=args.n_lat, mixed_layer_depth=args.depth)
         same = system.simulate(make_integrator("rk4"), TimeGrid(dt=args.dt, save_every=args.climlab_years,
                                                                 t_end=args.climlab_years), seed=0, members=[0])
-        print(f"sanity, global-mean T after {args.climlab_years:g} yr from the same start: climlab {T_climlab:.3f} degC, "
-              f"dynlab {float(same['T_global'][0, -1]):.3f} degC")
+        print(f"sanity, global-mean T after {args.climlab_years:g} yr from the same start: "
+              f"climlab {T_climlab:.3f} degC, dynlab {float(same['T_global'][0, -1]):.3f} degC")
     if not math.isfinite(sum(rates.values())):
         raise SystemExit("a rate is not finite")
 

@@ -223,7 +223,8 @@ def test_a_leaky_diffusion_shows_in_the_budget(monkeypatch):
     monkeypatch.setattr(system, "diffusive_convergence", advective_form_diffusion(system))
     out = run(system, dt=0.005, t_end=1.0, save_every=0.1)
     scale = budget_scale(system, out)
-    print(f"\nleaky diffusion: max |budget residual| {out['budget_residual'].abs().max():.2e} J m-2 (scale {scale:.2e})")
+    print(f"\nleaky diffusion: max |budget residual| {out['budget_residual'].abs().max():.2e} J m-2 "
+          f"(scale {scale:.2e})")
     assert out["budget_residual"].abs().max() > 1e-4 * scale
 
 

@@ -265,3 +265,24 @@ def test_dtype_mismatch_and_bad_options_raise():
         selective_scan(**args, backend="cuda")
     with pytest.raises(ValueError, match=r"chunk_size must be an integer >= 1"):
         selective_scan(**args, chunk_size=0)
+
+
+def test_kernel_module_imports_without_triton(monkeypatch):
+    """A CPU-only install without triton: the kernel module imports, says so, and refuses politely."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import dynlab.kernels
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` now raises ImportError
+    monkeypatch.setitem(sys.modules, "triton.language", None)
+    path = Path(dynlab.kernels.__file__).with_name("selective_scan_triton.py")
+    spec = importlib.util.spec_from_file_location("_selective_scan_triton_without_triton", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.HAS_TRITON is False
+    args = make_inputs(options=False, dtype=torch.float32)
+    h0 = torch.zeros(2, 5, 4)
+    with pytest.raises(ImportError, match="needs triton"):
+        module.selective_scan_triton_core(args["u"], args["delta"], args["A"], args["B"], args["C"], h0)

@@ -58,7 +58,8 @@ class ForcingParams(Params):
             try:  # a list of [year, ppm] from a config: frozen as tuples
                 frozen = tuple(tuple(p) for p in self.co2_path)
             except TypeError:
-                raise ValueError(f"parameter co2_path must be a list of [year, ppm] pairs, got {self.co2_path!r}") from None
+                raise ValueError(f"parameter co2_path must be a list of [year, ppm] pairs, "
+                                 f"got {self.co2_path!r}") from None
             object.__setattr__(self, "co2_path", frozen)
         if self.co2_csv is not None and not isinstance(self.co2_csv, str):
             raise ValueError(f"parameter co2_csv must be a file path, got {self.co2_csv!r}")

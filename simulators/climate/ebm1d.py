@@ -191,7 +191,8 @@ class EnergyBalance1D(AbstractSystem):
                 raise ValueError(f"parameter insolation must be one of {', '.join(INSOLATIONS)}, "
                                  f"got {self.insolation!r}")
             if not isinstance(self.ice_albedo_feedback, bool):
-                raise ValueError(f"parameter ice_albedo_feedback must be true or false, got {self.ice_albedo_feedback!r}")
+                raise ValueError(f"parameter ice_albedo_feedback must be true or false, "
+                                 f"got {self.ice_albedo_feedback!r}")
             for name in ("solar_constant", "mixed_layer_depth"):
                 check_finite_parameter(name, getattr(self, name), positive=True)
             for name in ("B", "D", "noise", "initial_spread"):
@@ -286,7 +287,8 @@ class EnergyBalance1D(AbstractSystem):
         consts = self._tensors.get(key)
         if consts is None:
             g, p = self.grid, self.params
-            as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=dtype, device=device)  # noqa: E731
+            def as_t(a):
+                return torch.as_tensor(np.asarray(a, dtype=np.float64)).to(dtype=dtype, device=device)
             consts = self._tensors[key] = {
                 "area": as_t(g.area),
                 "edge_conductance": as_t(p.D * g.interior_edge_cos / g.dphi),  # D cos φ_e / Δφ

@@ -184,7 +184,8 @@ class CO2Path(AbstractScenario):
                 except ValueError:
                     if not rows:  # a header line
                         continue
-                    raise ValueError(f"co2_csv={str(path)!r} line {number}: not two numbers: {line.strip()!r}") from None
+                    raise ValueError(f"co2_csv={str(path)!r} line {number}: not two numbers: "
+                                     f"{line.strip()!r}") from None
                 if len(values) != 2:
                     raise ValueError(f"co2_csv={str(path)!r} line {number}: expected 2 columns (year, ppm), "
                                      f"got {len(values)}: {line.strip()!r}")

@@ -258,7 +258,10 @@ class AbstractReactionSystem(AbstractJumpSystem):
 
     def coords(self):
         out = super().coords()
-        out["species"] = (("species",), list(self.network.species), {"long_name": "chemical species", "units": "1"})
+        # integer index: string coordinates have no stable Zarr v3 encoding yet
+        out["species"] = (("species",), torch.arange(self.network.n_species).numpy(),
+                          {"long_name": "chemical species index", "units": "1",
+                           "species_names": " ".join(self.network.species)})
         return out
 
     @property

@@ -196,7 +196,8 @@ def _scan_ref(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor
 # (y = C·h, Σ_n λB) become batched (1 × N) @ (N × H) products.
 
 def _n_levels(T: int) -> int:
-    return max(0, math.ceil(math.log2(T))) if T > 1 else 0
+    """Number of doubling levels k = 1, 2, 4, … < T, i.e. ceil(log2 T)."""
+    return (T - 1).bit_length()
 
 
 def _scan_forward(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
@@ -247,16 +248,10 @@ def _scan_reverse(level_products: list[Tensor], x: Tensor, spare: Tensor) -> Ten
     return src
 
 
-class _Workspace:
-    """Chunk-sized (T, B, N, H) buffers reused by every chunk (no per-chunk allocation)."""
-
-    def __init__(self, n_buffers: int, T: int, like: Tensor, batch: int, N: int, H: int):
-        self.buffers = [torch.empty(T, batch, N, H, dtype=like.dtype, device=like.device)
-                        for _ in range(n_buffers)]
-
-    def take(self, count: int, T: int) -> list[Tensor]:
-        taken, self.buffers = self.buffers[:count], self.buffers[count:]
-        return [b[:T] for b in taken]
+def _workspace(n_buffers: int, T: int, like: Tensor, batch: int, N: int, H: int) -> list[Tensor]:
+    """Chunk-sized (T, B, N, H) buffers, reused by every chunk: no per-chunk allocation
+    (fresh multi-megabyte allocations page-fault on CPU and dominate small chunks)."""
+    return [torch.empty(T, batch, N, H, dtype=like.dtype, device=like.device) for _ in range(n_buffers)]
 
 
 def _time_major(x: Tensor, s: int, e: int) -> Tensor:
@@ -305,8 +300,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         A_t = A.t().contiguous()  # (N, H)
         y = u.new_empty(batch, length, H)
         starts = u.new_empty(n_chunks, batch, N, H)  # state entering each chunk
-        ws = _Workspace(5, T, u, batch, N, H)
-        decay, x, spare, *products = ws.buffers
+        decay, x, spare, *products = _workspace(5, T, u, batch, N, H)
         h = h0.transpose(1, 2)  # (B, N, H)
         for c in range(n_chunks):
             s, e = c * T, min(length, (c + 1) * T)
@@ -333,8 +327,7 @@ class _ChunkedScanFn(torch.autograd.Function):
         dB, dC = torch.empty_like(B), torch.empty_like(C)
         dA_t = torch.zeros_like(A_t)
         n_products = max(1, _n_levels(T) - 1)  # keep every level product for the reverse scan
-        ws = _Workspace(7 + n_products, T, u, batch, N, H)
-        decay, x, spare, lam, lam_spare, work, work2, *products = ws.buffers
+        decay, x, spare, lam, lam_spare, work, work2, *products = _workspace(7 + n_products, T, u, batch, N, H)
         # g = ∂loss/∂(state leaving the current chunk), through everything after it
         g = dh_last.transpose(1, 2) if dh_last is not None else u.new_zeros(batch, N, H)
         for c in reversed(range(starts.shape[0])):
@@ -365,7 +358,7 @@ class _ChunkedScanFn(torch.autograd.Function):
             dA_t += w.mul_(dt_c[:, :, None, :]).sum((0, 1))
             du[:, s:e] = (s_dtu * dt_c).transpose(0, 1)
             ddt[:, s:e] = ddt_c.add_(s_dtu * u_c).transpose(0, 1)
-        return du, ddt, dA_t.t(), dB, dC, g.transpose(1, 2), None
+        return du, ddt, dA_t.t().contiguous(), dB, dC, g.transpose(1, 2).contiguous(), None
 
 
 def _scan_chunked(u, dt, A, B, C, h0, chunk_size: int) -> tuple[Tensor, Tensor]:
