@@ -246,6 +246,10 @@ class AbstractSystem(ABC):
         return run_members(self, integrator, grid, seed=seed, members=members, dtype=dtype,
                            device=device, progress=progress)
 
+    def check_grid(self, grid: "TimeGrid", integrator: Any) -> None:
+        """Refuse a time grid or integrator this system cannot run with (``ValueError``
+        naming the value), before any compute. The default accepts everything."""
+
     def progress_total(self, grid: "TimeGrid") -> int:
         """Steps per member that :meth:`simulate` reports through ``progress``."""
         return grid.spinup_steps + (grid.n_saves - 1) * grid.steps_per_save

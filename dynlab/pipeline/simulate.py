@@ -127,6 +127,7 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
         integrator.check_system(system)
         t = c["time"]
         grid = TimeGrid(dt=t["dt"], save_every=t["save_every"], t_end=t["t_end"], spinup=t["spinup"])
+        system.check_grid(grid, integrator)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if c["dtype"] not in DTYPES:

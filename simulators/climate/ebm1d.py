@@ -484,6 +484,13 @@ class EnergyBalance1D(AbstractSystem):
             acc.add_(heat, alpha=dt)
         return T + dt * inv_c * heat.add_(self.diffusive_convergence(T))
 
+    def check_grid(self, grid, integrator) -> None:
+        """Refuse an integrator other than rk4/euler_maruyama and an unstable ``time.dt``."""
+        if integrator.name not in STABILITY_LIMITS:
+            raise ValueError(f"ebm_1d integrates itself with rk4 or euler_maruyama (to close its heat budget "
+                             f"with the stage weights); integrator={integrator.name!r} is not supported")
+        self.check_time_step(grid.dt, integrator.name)
+
     def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu",
                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
         """Integrate the given members with RK4 or Euler–Maruyama (the integrator's name),

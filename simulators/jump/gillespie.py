@@ -130,7 +130,8 @@ def _draw(keys: torch.Tensor, seed: int, draw: int) -> tuple[torch.Tensor, torch
     b = keys.shape[0]
     exp_draws = torch.empty(EVENTS_PER_DRAW, b, dtype=torch.float64, device=keys.device)
     choice_draws = torch.empty_like(exp_draws)
-    rows_per_call = max(1, _DRAW_BLOCK // (2 * EVENTS_PER_DRAW))
+    # on a GPU one call for all rows: fewer kernel launches
+    rows_per_call = max(1, _DRAW_BLOCK // (2 * EVENTS_PER_DRAW)) if keys.device.type == "cpu" else max(b, 1)
     for start in range(0, b, rows_per_call):
         stop = min(b, start + rows_per_call)
         u = CounterRNG(seed, keys[start:stop]).uniform((2, EVENTS_PER_DRAW), step=draw, stream=STREAM_JUMP)

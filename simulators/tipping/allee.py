@@ -178,6 +178,11 @@ class AlleeBirthDeath(AbstractSystem):
     def progress_total(self, grid):
         return grid.n_saves
 
+    def check_grid(self, grid, integrator) -> None:
+        if not isinstance(integrator, GillespieRamp):
+            raise ValueError(f"allee is a jump process simulated exactly; use integrator=gillespie_ramp "
+                             f"(or auto), not {integrator.name!r}")
+
     def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
         """Exact SSA over the spin-up (μ held at ``mu``) and the saved run (μ ramped):
         ``{"n", "mu"}`` ``(M, T)`` and ``extinction_time`` ``(M,)``.
