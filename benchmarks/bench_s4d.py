@@ -34,19 +34,23 @@ def recurrent_pass(layer: S4D, u: torch.Tensor) -> None:
     torch.stack(outputs, dim=1).square().mean().backward()
 
 
-def median_seconds(run, layer: S4D, u: torch.Tensor, repeats: int, warmup_input: torch.Tensor) -> float:
-    def timed(x: torch.Tensor) -> float:
+def median_seconds(run, layer: S4D, u: torch.Tensor, repeats: int,
+                   warmup_input: torch.Tensor) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of ``run`` after one warm-up call. CPU time is
+    reported too because on a shared machine wall time mostly measures the neighbours."""
+    def timed(x: torch.Tensor) -> tuple[float, float]:
         layer.zero_grad(set_to_none=True)
         if x.is_cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         run(layer, x)
         if x.is_cuda:
             torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return time.perf_counter() - wall, time.process_time() - cpu
 
     timed(warmup_input)
-    return statistics.median(timed(u) for _ in range(repeats))
+    walls, cpus = zip(*(timed(u) for _ in range(repeats)))
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -78,12 +82,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"S4D forward+backward, float32: batch={args.batch} channels={args.channels} "
           f"state={args.state} L={args.L}, median of {args.repeats}")
-    conv = median_seconds(convolution_pass, layer, u, args.repeats, warmup_input=u)
-    print(f"  convolution (FFT, kernel included): {conv * 1e3:10.1f} ms")
-    step = median_seconds(recurrent_pass, layer, u, args.repeats, warmup_input=warmup)
-    print(f"  recurrence ({args.L} steps):        {step * 1e3:10.1f} ms")
-    print(f"  ratio recurrence / convolution:     {step / conv:10.1f}x  (target >= 10x)")
-    return {"convolution_s": conv, "recurrence_s": step, "ratio": step / conv}
+    conv_wall, conv_cpu = median_seconds(convolution_pass, layer, u, args.repeats, warmup_input=u)
+    print(f"  convolution (FFT, kernel included): {conv_wall * 1e3:10.1f} ms wall {conv_cpu * 1e3:10.1f} ms CPU")
+    step_wall, step_cpu = median_seconds(recurrent_pass, layer, u, args.repeats, warmup_input=warmup)
+    print(f"  recurrence ({args.L} steps):{' ' * max(0, 9 - len(str(args.L)))}"
+          f"{step_wall * 1e3:10.1f} ms wall {step_cpu * 1e3:10.1f} ms CPU")
+    print(f"  ratio recurrence / convolution:     {step_wall / conv_wall:10.1f}x wall "
+          f"{step_cpu / conv_cpu:7.1f}x CPU  (target >= 10x)")
+    return {"convolution_s": conv_wall, "recurrence_s": step_wall, "ratio": step_wall / conv_wall,
+            "ratio_cpu": step_cpu / conv_cpu}
 
 
 if __name__ == "__main__":

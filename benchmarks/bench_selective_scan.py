@@ -215,11 +215,15 @@ def main(argv=None) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="cpu: torch intra-op threads (default: torch's choice); 1 is steadier on a shared machine")
     parser.add_argument("--sweep", action="store_true",
                         help="cuda: also time the Triton kernels over block sizes, warps and checkpoint intervals")
     parser.add_argument("--peak-bw", type=float, default=3.35e12,
                         help="peak memory bandwidth in B/s (default: H100 SXM, 3.35e12)")
     opts = parser.parse_args(argv)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     if opts.device == "cpu":
         bench_cpu(opts.quick, opts.repeats or (1 if opts.quick else 3))
     else:

@@ -1,8 +1,9 @@
 """Training throughput of the S4D and Mamba emulators, and the quickstart's end-to-end wall time.
 
 Lorenz96 K=40 windows (a short RK4 trajectory, so the numbers see real data), the
-quickstart's emulator shape (periodic convolution over k, d_model=32, 2 layers),
-AdamW steps with gradient clipping, all timed in this process:
+emulators exactly as configured by ``experiment=quickstart`` (S4D) and
+``experiment=lorenz96_mamba`` (Mamba), AdamW steps with gradient clipping, all timed
+in this process:
 
 * ``one-step``  teacher-forced one-step loss over a window of C + H steps;
 * ``rollout``   free-running rollout loss over H steps from a C-step context;
@@ -47,10 +48,21 @@ def lorenz96_windows(n: int, window: int, device: torch.device) -> torch.Tensor:
     return out[members[:, None], idx].to(device=device, dtype=torch.float32)
 
 
+EXPERIMENTS = {"s4d": "quickstart", "mamba": "lorenz96_mamba"}
+
+
+def learner_config(learner: str) -> dict:
+    """The learner section of the experiment that uses ``learner``."""
+    from omegaconf import OmegaConf
+
+    from dynlab.config import compose
+
+    return OmegaConf.to_container(compose("run", [f"experiment={EXPERIMENTS[learner]}"]).learner, resolve=True)
+
+
 def bench(learner: str, loss_cfg: dict, x: torch.Tensor, context: int, steps: int, warmup: int) -> float:
     codec = StateCodec((FieldSpec("X", ("k",), (K,)),))
-    em = build_emulator({"name": learner, "d_model": 32, "n_layers": 2, "spatial_encoder": "periodic_conv"},
-                        codec, x.double().cpu(), dt=0.05).to(x.device)
+    em = build_emulator(learner_config(learner), codec, x.double().cpu(), dt=0.05).to(x.device)
     objective = build_objective(loss_cfg, context)
     objective.set_scale(x.reshape(-1, K).std(0))
     opt = torch.optim.AdamW(param_groups(em, 3e-3, 0.01), lr=3e-3)
@@ -86,9 +98,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--context", type=int, default=8)
-    parser.add_argument("--horizon", type=int, default=6)
-    parser.add_argument("--learners", nargs="+", default=["s4d", "mamba"])
+    parser.add_argument("--context", type=int, default=2)
+    parser.add_argument("--horizon", type=int, default=4)
+    parser.add_argument("--learners", nargs="+", default=["s4d", "mamba"], choices=sorted(EXPERIMENTS))
     parser.add_argument("--quickstart", action="store_true", help="also time dynlab run experiment=quickstart")
     args = parser.parse_args()
     device = torch.device(args.device)

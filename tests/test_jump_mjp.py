@@ -146,3 +146,27 @@ def test_cuda_paths_have_the_right_law():
     counts = np.bincount(paths.observed[0, :, 0].cpu().numpy(), minlength=6)
     expected = scipy.linalg.expm(3.0 * Q_RATCHET.numpy())[0]
     assert chi_square_p(counts, expected) > 1e-3
+
+
+@pytest.mark.gpu
+def test_cuda_graphs_give_the_eager_numbers_and_a_path_does_not_depend_on_its_batch(monkeypatch):
+    import simulators.jump.gillespie as gillespie
+
+    Q = torch.stack([Q_RATCHET, flashing_ratchet_rate_matrix(1.5, 0.5, 2.0), flashing_ratchet_rate_matrix(0.5)]).cuda()
+    x0 = torch.arange(3 * 3000).remainder(6).reshape(3, 3000).cuda()
+    obs = regular_grid(8.0, 41, device="cuda")
+    graphs = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
+    alone = simulate_mjp(Q[2:], x0[2:, :7], obs, t_end=8.0, seed=4, members=[2], record_events=64)
+    monkeypatch.setattr(gillespie, "_CUDA_GRAPHS", False)
+    eager = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
+    def assert_same(got, want):
+        assert torch.equal(got.observed, want.observed)
+        assert torch.equal(got.jump_state, want.jump_state) and torch.equal(got.n_events, want.n_events)
+        torch.testing.assert_close(got.jump_time, want.jump_time, rtol=0, atol=0, equal_nan=True)
+
+    assert_same(graphs, eager)
+    part = lambda v: v[2:3, :7]  # noqa: E731 - member 2, first 7 paths
+    assert_same(alone, type(eager)(part(eager.observed), part(eager.jump_time), part(eager.jump_state),
+                                    part(eager.n_events), eager.iterations))
+    counts = np.bincount(eager.observed[0, :, -1].cpu().numpy(), minlength=6)
+    assert chi_square_p(counts, PI_RATCHET) > 1e-3

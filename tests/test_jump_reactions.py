@@ -143,3 +143,21 @@ def test_bad_initial_counts_are_refused():
     net = make_system("birth_death").network
     with pytest.raises(ValueError, match=r"initial counts must be non-negative integers, got -1.0"):
         simulate_reactions(net, torch.tensor([[[-1.0]]]), regular_grid(1.0, 2), t_end=1.0)
+
+
+@pytest.mark.gpu
+def test_birth_death_on_cuda_is_poisson():
+    net = ReactionNetwork(("X",), ("birth", "death"), ((0,), (1,)), ((1,), (0,)), (10.0, 1.0))
+    paths = simulate_reactions(net, torch.zeros(1, 20000, 1, device="cuda"), regular_grid(2.0, 21, device="cuda"),
+                               t_end=2.0, seed=3)
+    counts = paths.observed[0, :, -1, 0].cpu().numpy().astype(int)
+    assert poisson_chi_square_p(counts, 10.0 * (1 - math.exp(-2.0))) > 1e-3
+
+
+def test_runaway_paths_hit_the_iteration_guard():
+    net = make_system("birth_death", birth=1000.0).network
+    with pytest.raises(RuntimeError, match=r"more than max_iterations=32 events"):
+        simulate_reactions(net, torch.zeros(1, 4, 1), regular_grid(10.0, 3), t_end=10.0, max_iterations=32)
+    from simulators import make_integrator
+    with pytest.raises(ValueError, match=r"integrator.max_iterations must be an integer >= 1, got 0"):
+        make_integrator("gillespie", max_iterations=0)

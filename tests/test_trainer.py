@@ -229,3 +229,17 @@ def test_bad_train_values(l96, tmp_path, section, match):
         return
     with pytest.raises(ConfigError, match=match):
         train(cfg, builder=tiny_builder, **QUIET)
+
+
+def test_threads_setting_is_scoped():
+    from dynlab.pipeline.train import set_threads
+
+    before = torch.get_num_threads()
+    with set_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with set_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="threads must be a positive integer or null, got 0"):
+        with set_threads(0):
+            pass

@@ -47,13 +47,27 @@ def _simulate_keys() -> list[str]:
     return list(compose("simulate").keys())
 
 
-def _store_path(sim: dict[str, Any], cache_dir: str) -> Path:
+def _store_path(plan, cache_dir: str) -> Path:
     """``<cache_dir>/<system>-<config hash>.zarr``: the same data always maps to the same store."""
-    from .simulate import plan_simulation
+    return Path(cache_dir).expanduser() / f"{plan.system.name}-{plan.config_hash}.zarr"
 
-    folder = Path(cache_dir).expanduser()
-    plan = plan_simulation({**sim, "out": str(folder / "pending.zarr")})
-    return folder / f"{plan.system.name}-{plan.config_hash}.zarr"
+
+def _precheck(c: Mapping[str, Any], n_times: int) -> None:
+    """Refuse a bad training config before anything is simulated (one-line errors)."""
+    from ..emulators.registry import LEARNERS
+    from ..train.losses import build_objective
+    from ..train.trainer import TrainConfig
+
+    TrainConfig.from_dict(c["train"])
+    name = (c.get("learner") or {}).get("name")
+    if name not in LEARNERS:
+        raise ConfigError(f"unknown learner {name!r}; known learners: {', '.join(sorted(LEARNERS))}")
+    context = c["data"].get("context", 16)
+    objective = build_objective(c["loss"], context)
+    horizon = c["data"].get("horizon") or objective.max_horizon
+    if isinstance(context, int) and context + horizon > n_times:
+        raise ConfigError(f"window context + horizon = {context} + {horizon} = {context + horizon} steps is longer "
+                          f"than the trajectories this config simulates ({n_times} times)")
 
 
 def beats_baselines_until_vpt(metrics_path: Path, emulator: str, vpt: float | None, dt: float) -> dict[str, bool]:
@@ -102,12 +116,19 @@ def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | Non
     ``log`` gets progress lines (default stderr); ``echo`` gets the final summary
     (default stdout).
     """
-    from ..train.distributed import init_distributed
-    from .evaluate import evaluate
-    from .simulate import simulate
-    from .train import train
+    from .train import set_threads
 
     c = to_container(cfg)
+    with set_threads(c.get("threads")):
+        return _run(c, log, echo)
+
+
+def _run(c: dict[str, Any], log, echo) -> RunResult:
+    from ..train.distributed import init_distributed
+    from .evaluate import evaluate
+    from .simulate import plan_simulation, simulate
+    from .train import train
+
     name = str(c.get("name") or "run")
     for key in ("data", "learner", "loss", "train", "system", "run_dir"):
         if key not in c:
@@ -120,8 +141,11 @@ def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | Non
         # --- simulate -------------------------------------------------------------------
         t0 = time.perf_counter()
         sim = {k: c[k] for k in _simulate_keys() if k in c}
+        probe = dict(sim) if sim.get("out") else {**sim, "out": str(Path(c.get("cache_dir") or "data/cache") / "x.zarr")}
+        plan = plan_simulation(probe)
+        _precheck(c, plan.grid.n_saves)
         if not sim.get("out"):
-            sim["out"] = str(_store_path(sim, c.get("cache_dir") or "data/cache"))
+            sim["out"] = str(_store_path(plan, c.get("cache_dir") or "data/cache"))
         if dist.is_main:
             simulate(sim, log=say)
         dist.barrier()

@@ -19,6 +19,7 @@ the newest checkpoint, which must fit the config) or ``overwrite=true``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
@@ -39,11 +40,11 @@ from ..train.distributed import DistContext, init_distributed
 from ..train.losses import build_objective
 from ..train.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = ["train", "training_identity"]
+__all__ = ["train", "training_identity", "set_threads"]
 
 DONE_FILE = "done.json"
 # keys that change how a run is executed, not what it computes
-VOLATILE = {"progress", "resume", "overwrite", "device", "train.max_steps", "train.checkpoint_every",
+VOLATILE = {"progress", "resume", "overwrite", "device", "threads", "train.max_steps", "train.checkpoint_every",
             "train.keep_checkpoints", "train.log_every", "data.num_workers", "data.cache_mb", "data.store", "run_dir"}
 DATA_KEYS = {"store", "variables", "forcing", "context", "horizon", "stride", "split", "num_workers", "cache_mb",
              "stats_members"}
@@ -98,6 +99,25 @@ def _check_sections(c: Mapping[str, Any]) -> None:
         v = c["data"].get(key, 1)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"data.{key} must be an integer >= 1, got {v!r}")
+
+
+@contextlib.contextmanager
+def set_threads(value: Any):
+    """Apply the ``threads`` config key inside the block: torch's intra-op threads
+    (null keeps the current setting); the previous setting comes back afterwards.
+
+    Small models gain little from intra-op threads, and on a shared machine busy-waiting
+    threads can slow a step down many times over; ``threads=1`` avoids that.
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"threads must be a positive integer or null, got {value!r}")
+    before = torch.get_num_threads()
+    if value is not None:
+        torch.set_num_threads(value)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _store_info(store_path: str) -> dict[str, Any]:
@@ -178,11 +198,12 @@ def train(cfg: DictConfig | Mapping[str, Any], *, builder: Callable[..., Any] | 
     """
     c = to_container(cfg)
     _check_sections(c)
-    dist = init_distributed(c.get("device", "cpu"))
-    try:
-        return _train(c, dist, builder, hooks, log)
-    finally:
-        dist.close()
+    with set_threads(c.get("threads")):
+        dist = init_distributed(c.get("device", "cpu"))
+        try:
+            return _train(c, dist, builder, hooks, log)
+        finally:
+            dist.close()
 
 
 def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainResult:

@@ -18,7 +18,14 @@ next event lies beyond ``t_end`` stops: it writes nothing more and is dropped
 from the batch once half the batch has stopped. The random numbers of the n-th
 event of a path come from :class:`~simulators.random.CounterRNG` keyed by the
 path's key (member and path index, :func:`path_keys`) and n, so a path is
-bit-identical whatever else is simulated with it.
+bit-identical whatever else is simulated with it (on one kind of device: CPU and
+CUDA agree in law, not to the last bit, as their ``log`` differ).
+
+Speed: on the CPU the loop runs on one thread (its operations act on a few
+thousand numbers, where thread hand-offs cost more than they gain); on CUDA the
+events of one draw on a regular grid are replayed as one CUDA graph
+(:class:`_ChunkGraph`), so the cost per event is a few microseconds of kernels
+instead of Python launching each of them.
 
 A state is a tuple of ``(B,)`` tensors (one per component: the state index of
 an MJP, one count per species of a reaction network), so that every operation
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -56,9 +64,9 @@ STREAM_JUMP = 0x41
 EVENTS_PER_DRAW = 16
 #: paths per member (a path key is ``member · MAX_PATHS + path``)
 MAX_PATHS = 1 << 20
-#: random numbers per CounterRNG call: rows are split so that the hashing stays in cache
-#: and below torch's parallel grain (thread hand-offs cost more than they save here)
-_DRAW_BLOCK = 1 << 14
+#: random numbers per CounterRNG call on the CPU: rows are split so that the hashing stays in cache
+#: (measured best among 2**14 … 2**20 for 1,000 and 10,000 paths)
+_DRAW_BLOCK = 1 << 16
 #: drop stopped paths from the batch once at most this fraction is still running
 _COMPACT_BELOW = 0.5
 _TINY = torch.finfo(torch.float64).tiny
@@ -114,7 +122,8 @@ class SSAResult:
       ``(0, t_end]``; unused entries are NaN / ``pad``. ``None`` unless asked for;
     * ``n_events``: entries the full record needs (1 + jumps in ``(0, t_end]``),
       ``(B,)``; more than E means the record was truncated;
-    * ``iterations``: events simulated by the longest path.
+    * ``iterations``: event steps taken, a multiple of ``EVENTS_PER_DRAW`` (at least the
+      events of the longest path).
     """
 
     observed: tuple[torch.Tensor, ...]
@@ -185,6 +194,137 @@ def ssa(x0: Sequence[torch.Tensor], event: EventFn, *, keys: torch.Tensor, seed:
         return _ssa(x0, event, keys, seed, t_end, obs_times, t_start, context, record_events, pad, max_iterations)
 
 
+@dataclass
+class _Paths:
+    """The running paths: state components, time, first slot not yet passed, global row,
+    per-path context, and (when recording) the entries of the jump record used so far."""
+
+    x: tuple[torch.Tensor, ...]
+    t: torch.Tensor
+    slot: torch.Tensor
+    rows: torch.Tensor
+    ctx: dict[str, torch.Tensor]
+    count: torch.Tensor | None
+
+    def select(self, keep: torch.Tensor) -> "_Paths":
+        return _Paths(tuple(c[keep] for c in self.x), self.t[keep], self.slot[keep], self.rows[keep],
+                      {k: v[keep] for k, v in self.ctx.items()}, None if self.count is None else self.count[keep])
+
+
+@dataclass
+class _Outputs:
+    """Where events write: observation slots (and the jump record), obs-major flat arrays."""
+
+    observed: list[torch.Tensor]
+    rec_time: torch.Tensor | None
+    rec_state: list[torch.Tensor] | None
+    n_paths: int
+    n_obs: int
+    record_events: int
+    t_end: float
+
+
+def _event(event: EventFn, st: _Paths, out: _Outputs, e: torch.Tensor, w: torch.Tensor):
+    """One event of every running path: the holding time, the jump, and the write of the
+    current state into the first observation slot not yet passed. Slot ``st.slot`` gets x
+    now; a later event overwrites it unless this holding interval is the one that passes it."""
+    a0, x_next = event(st.x, w, st.ctx)
+    t_next = st.t + e / a0  # inf where no channel is open (absorbing)
+    index = torch.add(st.rows, st.slot, alpha=out.n_paths)
+    for buffer, c in zip(out.observed, st.x):
+        buffer.scatter_(0, index, c)
+    return t_next, x_next
+
+
+def _finish_event(st: _Paths, out: _Outputs, t_next: torch.Tensor, x_next: tuple[torch.Tensor, ...]) -> None:
+    if out.record_events:
+        E = out.record_events
+        kept = (t_next <= out.t_end) & (t_next >= 0)
+        entry = torch.where(kept & (st.count < E), st.count, E)
+        index = torch.add(st.rows, entry, alpha=out.n_paths)
+        out.rec_time.scatter_(0, index, t_next)
+        for buffer, c in zip(out.rec_state, x_next):
+            buffer.scatter_(0, index, c)
+        st.count = st.count + kept
+    # paths past t_end keep jumping until they are dropped, but write only their sinks
+    st.x, st.t = x_next, t_next
+
+
+def _regular_chunk(event: EventFn, st: _Paths, out: _Outputs, step: float, exp_draws, choice_draws) -> None:
+    """Events on a regular grid s_i = iΔ: the slots passed by time t are the ceil(t/Δ) first."""
+    for e, w in zip(exp_draws, choice_draws):
+        t_next, x_next = _event(event, st, out, e, w)
+        st.slot = torch.ceil(t_next / step).clamp_(0.0, float(out.n_obs)).to(torch.int64)
+        _finish_event(st, out, t_next, x_next)
+
+
+#: replay the events of one draw as a CUDA graph (regular grids): one launch instead of hundreds
+_CUDA_GRAPHS = True
+
+
+class _ChunkGraph:
+    """:func:`_regular_chunk` captured as a CUDA graph on static copies of the running paths.
+
+    The graph reads the state from its static tensors and writes the new state back into
+    them, so a replay advances the paths by ``EVENTS_PER_DRAW`` events; the same kernels run
+    as in eager mode, so the numbers are the same. Captured again whenever the batch shrinks.
+    """
+
+    def __init__(self, graph, static: _Paths, exp_draws: torch.Tensor, choice_draws: torch.Tensor):
+        self.graph, self.static, self.exp_draws, self.choice_draws = graph, static, exp_draws, choice_draws
+
+    @classmethod
+    def capture(cls, event, st: _Paths, out: _Outputs, step: float, exp_draws, choice_draws) -> "_ChunkGraph | None":
+        static = _Paths(tuple(c.clone() for c in st.x), st.t.clone(), st.slot.clone(), st.rows, dict(st.ctx),
+                        None if st.count is None else st.count.clone())
+        exp_static, choice_static = exp_draws.clone(), choice_draws.clone()
+
+        def chunk(paths: _Paths, outputs: _Outputs) -> None:
+            work = _Paths(paths.x, paths.t, paths.slot, paths.rows, paths.ctx, paths.count)
+            _regular_chunk(event, work, outputs, step, exp_static.unbind(0), choice_static.unbind(0))
+            for dst, src in zip(paths.x, work.x):
+                dst.copy_(src)
+            paths.t.copy_(work.t)
+            paths.slot.copy_(work.slot)
+            if paths.count is not None:
+                paths.count.copy_(work.count)
+
+        try:
+            # warm up on throw-away copies (outputs included) on a side stream, then capture
+            scratch = _Outputs([b.clone() for b in out.observed],
+                               None if out.rec_time is None else out.rec_time.clone(),
+                               None if out.rec_state is None else [b.clone() for b in out.rec_state],
+                               out.n_paths, out.n_obs, out.record_events, out.t_end)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                chunk(_Paths(tuple(c.clone() for c in static.x), static.t.clone(), static.slot.clone(), static.rows,
+                             static.ctx, None if static.count is None else static.count.clone()), scratch)
+            torch.cuda.current_stream().wait_stream(side)
+            del scratch
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                chunk(static, out)
+        except Exception as err:  # pragma: no cover - depends on the CUDA runtime
+            warnings.warn(f"CUDA graph capture failed ({type(err).__name__}: {err}); running eagerly")
+            return None
+        return cls(graph, static, exp_static, choice_static)
+
+    def replay(self, st: _Paths, exp_draws: torch.Tensor, choice_draws: torch.Tensor) -> None:
+        static = self.static
+        if st.t is not static.t:  # first replay after a capture: load the current state
+            for dst, src in zip(static.x, st.x):
+                dst.copy_(src)
+            static.t.copy_(st.t)
+            static.slot.copy_(st.slot)
+            if static.count is not None:
+                static.count.copy_(st.count)
+            st.x, st.t, st.slot, st.count = static.x, static.t, static.slot, static.count
+        self.exp_draws.copy_(exp_draws)
+        self.choice_draws.copy_(choice_draws)
+        self.graph.replay()
+
+
 def _ssa(x0, event, keys, seed, t_end, obs_times, t_start, context, record_events, pad, max_iterations):
     x = tuple(torch.as_tensor(c) for c in x0)
     if not x or any(c.ndim != 1 or c.shape != x[0].shape for c in x):
@@ -227,74 +367,66 @@ def _ssa(x0, event, keys, seed, t_end, obs_times, t_start, context, record_event
         count = n_events.clone()
     ctx = {name: torch.as_tensor(v, device=device) for name, v in (context or {}).items()}
 
-    rows = torch.arange(n_paths, device=device)
-    t = torch.full((n_paths,), float(t_start), dtype=torch.float64, device=device)
-    slot = torch.zeros(n_paths, dtype=torch.int64, device=device)  # first slot not yet passed
+    st = _Paths(x=x, t=torch.full((n_paths,), float(t_start), dtype=torch.float64, device=device),
+                slot=torch.zeros(n_paths, dtype=torch.int64, device=device),  # first slot not yet passed
+                rows=torch.arange(n_paths, device=device), ctx=ctx,
+                count=count if record_events else None)
     if step is None:
-        next_obs = obs[:, 0].clone()  # its time
+        next_obs = obs[:, 0].clone()  # time of the first slot not yet passed
+    out = _Outputs(observed, rec_time if record_events else None, rec_state if record_events else None,
+                   n_paths, n_obs, record_events, t_end)
+    use_graphs = step is not None and device.type == "cuda" and _CUDA_GRAPHS
+    graph = None
     n = 0
     while True:
-        j = n % EVENTS_PER_DRAW
-        if j == 0:
-            running = t <= t_end
-            n_running = int(running.sum())
-            if n_running == 0:
-                break
-            if n >= max_iterations:
-                raise RuntimeError(f"a path needed more than max_iterations={max_iterations} events to reach "
-                                   f"t_end={t_end}; are the rates finite and sensible?")
-            if n and n_running <= _COMPACT_BELOW * rows.shape[0]:  # drop the stopped paths
-                keep = running.nonzero().squeeze(1)
-                if record_events:
-                    n_events[rows] = count  # the stopped paths' totals are final
-                    count = count[keep]
-                rows, t, slot, keys = rows[keep], t[keep], slot[keep], keys[keep]
-                x = tuple(c[keep] for c in x)
-                ctx = {name: v[keep] for name, v in ctx.items()}
-                if step is None:
-                    next_obs = next_obs[keep]
-            exp_draws, choice_draws = _draw(keys, seed, n // EVENTS_PER_DRAW)
+        running = st.t <= t_end
+        n_running = int(running.sum())
+        if n_running == 0:
+            break
+        if n >= max_iterations:
+            raise RuntimeError(f"a path needed more than max_iterations={max_iterations} events to reach "
+                               f"t_end={t_end}; are the rates finite and sensible?")
+        if n and n_running <= _COMPACT_BELOW * st.rows.shape[0]:  # drop the stopped paths
+            keep = running.nonzero().squeeze(1)
+            if record_events:
+                n_events[st.rows] = st.count  # the stopped paths' totals are final
+            st = st.select(keep)
+            keys = keys[keep]
+            graph = None
             if step is None:
-                obs_row = rows * (n_obs + 1)
-
-        a0, x_next = event(x, choice_draws[j], ctx)
-        t_next = t + exp_draws[j] / a0  # inf where no channel is open (absorbing)
-        # Slot `slot` (the first whose time is not yet passed) gets x now; a later event overwrites it
-        # unless this holding interval is the one that passes it. Slots passed by t_next: those with
-        # s_i < t_next, ceil(t_next/Δ) of them on a regular grid.
-        index = torch.add(rows, slot, alpha=n_paths)
-        for out, c in zip(observed, x):
-            out.scatter_(0, index, c)
+                next_obs = next_obs[keep]
+        exp_draws, choice_draws = _draw(keys, seed, n // EVENTS_PER_DRAW)
         if step is not None:
-            slot = torch.ceil(t_next / step).clamp_(0.0, float(n_obs)).to(torch.int64)
-        else:  # advance slot by slot (elementwise: no thread hand-offs of a batched search)
-            due = next_obs < t_next
-            while bool(due.any()):
-                slot = slot + due
-                next_obs = obs_flat.index_select(0, obs_row + slot)
+            if use_graphs and graph is None:
+                graph = _ChunkGraph.capture(event, st, out, step, exp_draws, choice_draws)
+                if graph is None:
+                    use_graphs = False
+            if graph is not None:
+                graph.replay(st, exp_draws, choice_draws)
+            else:
+                _regular_chunk(event, st, out, step, exp_draws.unbind(0), choice_draws.unbind(0))
+        else:
+            obs_row = st.rows * (n_obs + 1)
+            for e, w in zip(exp_draws.unbind(0), choice_draws.unbind(0)):
+                t_next, x_next = _event(event, st, out, e, w)
+                # advance slot by slot (elementwise: no thread hand-offs of a batched search)
                 due = next_obs < t_next
-        if record_events:
-            kept = (t_next <= t_end) & (t_next >= 0)
-            entry = torch.where(kept & (count < E), count, E)
-            index = torch.add(rows, entry, alpha=n_paths)
-            rec_time.scatter_(0, index, t_next)
-            for out, c in zip(rec_state, x_next):
-                out.scatter_(0, index, c)
-            count = count + kept
-        # paths past t_end keep jumping until they are dropped, but write only their sinks
-        x = x_next
-        t = t_next
-        n += 1
+                while bool(due.any()):
+                    st.slot = st.slot + due
+                    next_obs = obs_flat.index_select(0, obs_row + st.slot)
+                    due = next_obs < t_next
+                _finish_event(st, out, t_next, x_next)
+        n += EVENTS_PER_DRAW
 
-    result = SSAResult(observed=tuple(_fill_forward(out.view(n_obs + 1, n_paths)[:n_obs].t()) for out in observed),
+    result = SSAResult(observed=tuple(_fill_forward(buf.view(n_obs + 1, n_paths)[:n_obs].t()) for buf in observed),
                        iterations=n)
     if record_events:
-        n_events[rows] = count
+        n_events[st.rows] = st.count
         rec_time = rec_time.view(E + 1, n_paths)[:E].t().contiguous()
-        rec_state = [out.view(E + 1, n_paths)[:E].t().contiguous() for out in rec_state]
+        rec_state = [buf.view(E + 1, n_paths)[:E].t().contiguous() for buf in rec_state]
         rec_time[:, 0] = 0.0
-        for out, seen in zip(rec_state, result.observed):
-            out[:, 0] = seen[:, 0]  # X(0): slot 0 of a regular grid, the extra first slot otherwise
+        for buf, seen in zip(rec_state, result.observed):
+            buf[:, 0] = seen[:, 0]  # X(0): slot 0 of a regular grid, the extra first slot otherwise
         if step is None:
             result.observed = tuple(seen[:, 1:].contiguous() for seen in result.observed)
         result.jump_time, result.jump_state, result.n_events = rec_time, tuple(rec_state), n_events

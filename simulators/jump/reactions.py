@@ -98,17 +98,15 @@ class ReactionNetwork:
                 terms.append((s, v))
         return k, tuple(terms)
 
-    def propensity_of(self, r: int, counts: Sequence[torch.Tensor]) -> torch.Tensor | float:
+    def propensity_of(self, r: int, counts: Sequence[torch.Tensor],
+                      cache: dict | None = None) -> torch.Tensor | float:
         """:math:`a_r` from per-species counts (a sequence of S float tensors of one shape);
-        a Python float for a reaction without reactants."""
+        a Python float for a reaction without reactants. ``cache`` (a dict) shares the
+        falling factorials among the reactions of one state."""
         k, terms = self.propensity_terms(r)
         a: torch.Tensor | float = k
         for s, v in terms:
-            x = counts[s]
-            factor = x
-            for i in range(1, v):  # (x − i)⁺: zero, not −0.0, once x < i
-                factor = factor * (x - i).clamp(min=0.0)
-            a = factor * a
+            a = _falling_factorial(counts[s], v, s, {} if cache is None else cache) * a
         return a
 
     def propensity(self, counts: torch.Tensor) -> torch.Tensor:
@@ -142,8 +140,9 @@ class ReactionNetwork:
         def event(x, w, ctx):
             cum = []
             total: torch.Tensor | float = 0.0
+            factorials: dict = {}
             for r in range(R):
-                total = total + self.propensity_of(r, x)
+                total = total + self.propensity_of(r, x, factorials)
                 cum.append(total)
             if not isinstance(total, torch.Tensor):
                 total = torch.full_like(w, total)
@@ -159,6 +158,15 @@ class ReactionNetwork:
             return total, tuple(x_next)
 
         return event
+
+
+def _falling_factorial(x: torch.Tensor, order: int, species: int, cache: dict) -> torch.Tensor:
+    """:math:`(x)_ν = x(x−1)⋯(x−ν+1)` with each factor clamped at 0 (so x < ν gives +0, not −0.0),
+    memoised in ``cache`` under ``(species, order)``."""
+    key = (species, order)
+    if key not in cache:
+        cache[key] = x if order == 1 else _falling_factorial(x, order - 1, species, cache) * (x - (order - 1)).clamp(min=0.0)
+    return cache[key]
 
 
 def simulate_reactions(network: ReactionNetwork, initial_counts: Any, obs_times: Any, *, t_end: float,

@@ -242,8 +242,9 @@ class S4D(nn.Module):
         powers = self._powers(log_A_bar, length)  # (H, L, N/2)
         kernel = self._kernel(B_bar, powers)  # (H, L)
         n_fft = 2 * length  # zero padding: linear, not circular, convolution
-        spectrum = torch.fft.rfft(u, n=n_fft, dim=1) * torch.fft.rfft(kernel.T, n=n_fft, dim=0)  # (B, L+1, H)
-        y = torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, :length] + self.D * u  # (B, L, H)
+        u_hl = u.transpose(1, 2)  # (B, H, L): FFTs along the contiguous last axis are faster
+        spectrum = torch.fft.rfft(u_hl, n=n_fft) * torch.fft.rfft(kernel, n=n_fft)  # (B, H, L+1)
+        y = torch.fft.irfft(spectrum, n=n_fft)[..., :length].transpose(1, 2) + self.D * u  # (B, L, H)
         # Σ_l u_l Ā^{L-1-l}: a real matmul of reversed inputs with the (real, imag) powers
         u_reversed = u.flip(1).permute(2, 0, 1)  # (H, B, L)
         powers_real = torch.view_as_real(powers).reshape(self.d_model, length, -1)  # (H, L, 2 N/2)

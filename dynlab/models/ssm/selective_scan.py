@@ -194,25 +194,32 @@ def _scan_ref(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, h0: Tensor
 # Inside a chunk tensors are time-major with the channel axis innermost, (T, B, N, H):
 # slices along time are contiguous blocks, and the contractions over the state axis N
 # (y = C·h, Σ_n λB) become batched (1 × N) @ (N × H) products.
+#
+# Two stable in-chunk scans (decays are only ever multiplied, never divided, unlike
+# h_t = e^{S_t} Σ_s e^{-S_s} x_s with S the cumulative log-decay, whose e^{-S_s}
+# overflows on long chunks):
+#   "doubling": Hillis–Steele, log2(T) levels, each one fused multiply-add over the
+#               whole chunk: few, large operations (GPU: few kernel launches).
+#   "blocked":  two-level scan: the chunk is cut into sub-blocks of Q = 8 steps, all
+#               sub-blocks are scanned at once (Q vectorised steps), then the state is
+#               carried across sub-blocks and added with one fix-up pass: O(T) work
+#               instead of O(T log T), about 2× fewer memory passes (CPU).
 
 def _n_levels(T: int) -> int:
     """Number of doubling levels k = 1, 2, 4, … < T, i.e. ceil(log2 T)."""
     return (T - 1).bit_length()
 
 
-def _scan_forward(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+def _scan_doubling(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
     r"""Inclusive scan x_t ← x_t + a_t x_{t-1} along dim 0 by Hillis–Steele doubling.
 
     a = ``decay`` = exp(ΔA) (a_0 unused). Before the level with offset k, x_t holds
     Σ_{t-k < s ≤ t} (Π_{s<r≤t} a_r) x_s and P_k[t] = Π_{t-k < r ≤ t} a_r (clipped at 0);
-    one fused multiply-add per level doubles the window. ceil(log2 T) levels. Decays
-    are only ever multiplied, never divided, so this is stable for any decay (unlike
-    h_t = e^{S_t} Σ e^{-S_s} x_s with S the cumulative log-decay, whose e^{-S_s}
-    overflows on long chunks).
+    one fused multiply-add per level doubles the window; ceil(log2 T) levels.
 
     ``x`` and ``spare`` are ping-pong buffers; ``products`` holds buffers for P_2,
-    P_4, …: pass one per level to keep them all (the backward reuses them), or two
-    to cycle. Returns (buffer holding the states, [P_1 = decay, P_2, …]).
+    P_4, …: one per level keeps them all (the reverse scan reuses them), two cycle.
+    Returns (buffer holding the states, [P_1 = decay, P_2, …]).
     """
     T = x.shape[0]
     src, dst = x, spare
@@ -231,7 +238,7 @@ def _scan_forward(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor
     return src, level_products
 
 
-def _scan_reverse(level_products: list[Tensor], x: Tensor, spare: Tensor) -> Tensor:
+def _scan_doubling_reverse(level_products: list[Tensor], x: Tensor, spare: Tensor) -> Tensor:
     r"""Reverse scan x_t ← x_t + a_{t+1} x_{t+1} with the forward level products.
 
     The coefficient that carries x_{t+k} back to t is Π_{t < r ≤ t+k} a_r = P_k[t+k],
@@ -248,10 +255,91 @@ def _scan_reverse(level_products: list[Tensor], x: Tensor, spare: Tensor) -> Ten
     return src
 
 
-def _workspace(n_buffers: int, T: int, like: Tensor, batch: int, N: int, H: int) -> list[Tensor]:
-    """Chunk-sized (T, B, N, H) buffers, reused by every chunk: no per-chunk allocation
-    (fresh multi-megabyte allocations page-fault on CPU and dominate small chunks)."""
-    return [torch.empty(T, batch, N, H, dtype=like.dtype, device=like.device) for _ in range(n_buffers)]
+def _sub_blocks(x: Tensor, n_step: int) -> list[Tensor]:
+    """Views of x (T, …) as runs of sub-blocks (P, q, …): full blocks of n_step, then the tail."""
+    T, full = x.shape[0], x.shape[0] // n_step
+    runs = [x[:full * n_step].view(full, n_step, *x.shape[1:])] if full else []
+    if T > full * n_step:
+        runs.append(x[full * n_step:].unsqueeze(0))
+    return runs
+
+
+def _scan_blocked(decay: Tensor, x: Tensor, cum: Tensor, n_step: int) -> Tensor:
+    r"""Inclusive scan x_t ← x_t + a_t x_{t-1} along dim 0, two-level, in place.
+
+    1. every sub-block (q = ``n_step`` steps) is scanned from zero, all sub-blocks at
+       once, while cum[p, j] = Π_{r≤j} a[p, r] accumulates the decay from the sub-block start;
+    2. sub-block by sub-block, the state e_{p-1} at the end of the previous one enters
+       as x[p, j] += cum[p, j] · e_{p-1} (one pass over the chunk in total).
+    """
+    carry = None
+    for xv, av, cv in zip(_sub_blocks(x, n_step), _sub_blocks(decay, n_step), _sub_blocks(cum, n_step)):
+        cv[:, 0] = av[:, 0]
+        for j in range(1, xv.shape[1]):
+            xv[:, j].addcmul_(av[:, j], xv[:, j - 1])
+            torch.mul(cv[:, j - 1], av[:, j], out=cv[:, j])
+        for p in range(xv.shape[0]):
+            if carry is not None:
+                xv[p].addcmul_(cv[p], carry)
+            carry = xv[p, -1]
+    return x
+
+
+def _scan_blocked_reverse(decay: Tensor, x: Tensor, cum: Tensor, n_step: int) -> Tensor:
+    r"""Reverse scan x_t ← x_t + a_{t+1} x_{t+1} along dim 0, two-level, in place.
+
+    Within sub-blocks from the end; cum[p, j] = Π_{j<r<q} a[p, r]; then from the last
+    sub-block back, x[p, j] += cum[p, j] · a[p+1, 0] x[p+1, 0].
+    """
+    link = None  # a x at the first step of the following sub-block
+    runs = list(zip(_sub_blocks(x, n_step), _sub_blocks(decay, n_step), _sub_blocks(cum, n_step)))
+    for xv, av, cv in reversed(runs):
+        q = xv.shape[1]
+        cv[:, q - 1] = 1.0
+        for j in range(q - 2, -1, -1):
+            xv[:, j].addcmul_(av[:, j + 1], xv[:, j + 1])
+            torch.mul(cv[:, j + 1], av[:, j + 1], out=cv[:, j])
+        for p in reversed(range(xv.shape[0])):
+            if link is not None:
+                xv[p].addcmul_(cv[p], link)
+            link = av[p, 0] * xv[p, 0]
+    return x
+
+
+class _DoublingScan:
+    """Hillis–Steele scans of one chunk; keeps the level products for the reverse scan."""
+
+    def __init__(self, T: int, new_buffer: Callable[[], Tensor], keep_products: bool):
+        self.spare, self.spare_reverse = new_buffer(), new_buffer()
+        n_products = max(1, _n_levels(T) - 1) if keep_products else 2
+        self.products = [new_buffer() for _ in range(n_products)]
+        self.level_products: list[Tensor] = []
+
+    def forward(self, decay: Tensor, x: Tensor) -> Tensor:
+        n = x.shape[0]
+        states, self.level_products = _scan_doubling(decay, x, self.spare[:n], [p[:n] for p in self.products])
+        return states
+
+    def reverse(self, decay: Tensor, x: Tensor) -> Tensor:
+        return _scan_doubling_reverse(self.level_products, x, self.spare_reverse[:x.shape[0]])
+
+
+class _BlockedScan:
+    """Two-level scans of one chunk with sub-blocks of ``SUB_BLOCK`` steps."""
+
+    SUB_BLOCK = 8
+
+    def __init__(self, T: int, new_buffer: Callable[[], Tensor], keep_products: bool):
+        self.cum = new_buffer()
+
+    def forward(self, decay: Tensor, x: Tensor) -> Tensor:
+        return _scan_blocked(decay, x, self.cum[:x.shape[0]], self.SUB_BLOCK)
+
+    def reverse(self, decay: Tensor, x: Tensor) -> Tensor:
+        return _scan_blocked_reverse(decay, x, self.cum[:x.shape[0]], self.SUB_BLOCK)
+
+
+CHUNK_SCANS = {"doubling": _DoublingScan, "blocked": _BlockedScan}
 
 
 def _time_major(x: Tensor, s: int, e: int) -> Tensor:
@@ -259,20 +347,18 @@ def _time_major(x: Tensor, s: int, e: int) -> Tensor:
     return x[:, s:e].transpose(0, 1).contiguous()
 
 
-def _chunk_states(decay: Tensor, x: Tensor, spare: Tensor, products: list[Tensor],
-                  u_c: Tensor, dt_c: Tensor, A_t: Tensor, B_c: Tensor, h_in: Tensor):
+def _chunk_states(scan, decay: Tensor, x: Tensor, u_c: Tensor, dt_c: Tensor, A_t: Tensor, B_c: Tensor,
+                  h_in: Tensor) -> tuple[Tensor, Tensor]:
     """States of one chunk. u_c, dt_c: (T, B, H); B_c: (T, B, N); A_t: (N, H); h_in: (B, N, H).
 
-    Fills ``decay`` = exp(ΔA) (T, B, N, H) and returns (states h_t (T, B, N, H), Δu
-    (T, B, H), level products).
+    Fills ``decay`` = exp(ΔA) (T, B, N, H); returns (states h_t (T, B, N, H), Δu (T, B, H)).
     """
     torch.mul(dt_c[:, :, None, :], A_t, out=decay)
     decay.exp_()
     dtu = dt_c * u_c
     torch.mul(B_c[..., None], dtu[:, :, None, :], out=x)  # Δ_t B_t u_t
     x[0].addcmul_(decay[0], h_in)  # the incoming state enters through the first step
-    states, level_products = _scan_forward(decay, x, spare, products)
-    return states, dtu, level_products
+    return scan.forward(decay, x), dtu
 
 
 def _contract_state(C_c: Tensor, states: Tensor) -> Tensor:
@@ -288,31 +374,33 @@ class _ChunkedScanFn(torch.autograd.Function):
     Backward walks the chunks in reverse, recomputes each chunk's states from its
     entering state and runs the adjoint recurrence
     λ_t = C_t ȳ_t + exp(Δ_{t+1} A) λ_{t+1} (λ_t = ∂loss/∂h_t) as a reverse scan, so
-    activation memory is a few chunk-sized buffers, never L × N.
+    activation memory is a few chunk-sized buffers (reused by every chunk: fresh
+    multi-megabyte allocations page-fault on CPU), never L × N.
     """
 
     @staticmethod
-    def forward(ctx, u, dt, A, B, C, h0, chunk_size):
+    def forward(ctx, u, dt, A, B, C, h0, chunk_size, algorithm):
         batch, length, H = u.shape
         N = A.shape[1]
         T = max(1, min(chunk_size, length))
         n_chunks = -(-length // T)
+        new_buffer = lambda: u.new_empty(T, batch, N, H)
+        scan = CHUNK_SCANS[algorithm](T, new_buffer, keep_products=False)
+        decay, x = new_buffer(), new_buffer()
         A_t = A.t().contiguous()  # (N, H)
         y = u.new_empty(batch, length, H)
         starts = u.new_empty(n_chunks, batch, N, H)  # state entering each chunk
-        decay, x, spare, *products = _workspace(5, T, u, batch, N, H)
         h = h0.transpose(1, 2)  # (B, N, H)
         for c in range(n_chunks):
             s, e = c * T, min(length, (c + 1) * T)
             n = e - s
             starts[c] = h
-            states, _, _ = _chunk_states(decay[:n], x[:n], spare[:n], [p[:n] for p in products],
-                                         _time_major(u, s, e), _time_major(dt, s, e), A_t,
-                                         _time_major(B, s, e), h)
+            states, _ = _chunk_states(scan, decay[:n], x[:n], _time_major(u, s, e), _time_major(dt, s, e),
+                                      A_t, _time_major(B, s, e), h)
             y[:, s:e] = _contract_state(_time_major(C, s, e), states).transpose(0, 1)
             h = states[-1].clone()  # the buffers are reused by the next chunk
         ctx.save_for_backward(u, dt, A, B, C, starts)
-        ctx.chunk = T
+        ctx.chunk, ctx.algorithm = T, algorithm
         return y, h.transpose(1, 2).contiguous()
 
     @staticmethod
@@ -322,12 +410,13 @@ class _ChunkedScanFn(torch.autograd.Function):
         T = ctx.chunk
         batch, length, H = u.shape
         N = A.shape[1]
+        new_buffer = lambda: u.new_empty(T, batch, N, H)
+        scan = CHUNK_SCANS[ctx.algorithm](T, new_buffer, keep_products=True)
+        decay, x, lam, work, work2 = (new_buffer() for _ in range(5))
         A_t = A.t().contiguous()
         du, ddt = torch.empty_like(u), torch.empty_like(dt)
         dB, dC = torch.empty_like(B), torch.empty_like(C)
         dA_t = torch.zeros_like(A_t)
-        n_products = max(1, _n_levels(T) - 1)  # keep every level product for the reverse scan
-        decay, x, spare, lam, lam_spare, work, work2, *products = _workspace(7 + n_products, T, u, batch, N, H)
         # g = ∂loss/∂(state leaving the current chunk), through everything after it
         g = dh_last.transpose(1, 2) if dh_last is not None else u.new_zeros(batch, N, H)
         for c in reversed(range(starts.shape[0])):
@@ -335,22 +424,19 @@ class _ChunkedScanFn(torch.autograd.Function):
             n = e - s
             u_c, dt_c, B_c, C_c, dy_c = (_time_major(t, s, e) for t in (u, dt, B, C, dy))
             h_in = starts[c]
-            cut = lambda bufs: [b[:n] for b in bufs]
-            decay_c, lam_c, work_c, work2_c = cut((decay, lam, work, work2))
-            states, dtu, level_products = _chunk_states(decay_c, x[:n], spare[:n], cut(products),
-                                                        u_c, dt_c, A_t, B_c, h_in)
+            decay_c, lam_c, w, work2_c = decay[:n], lam[:n], work[:n], work2[:n]
+            states, dtu = _chunk_states(scan, decay_c, x[:n], u_c, dt_c, A_t, B_c, h_in)
             # adjoint: λ_t = C_t ȳ_t + a_{t+1} λ_{t+1}; the later chunks enter at t = n-1
             torch.mul(C_c[..., None], dy_c[:, :, None, :], out=lam_c)
             lam_c[-1] += g
-            lam_c = _scan_reverse(level_products, lam_c, lam_spare[:n])
+            lam_c = scan.reverse(decay_c, lam_c)
             g = decay_c[0] * lam_c[0]  # ∂loss/∂h_in
             # h_t = a_t h_{t-1} + Δ_t B_t u_t with a_t = exp(Δ_t A):
             #   ∂(Δu)_t = Σ_n λ B_t,  ∂B_t = Σ_h λ (Δu)_t,  ∂C_t = Σ_h ȳ_t h_t,
             #   ∂(Δ_t A) = λ a_t h_{t-1} =: w  ->  ∂Δ_t += Σ_n A w,  ∂A += Σ_{b,t} Δ_t w
             s_dtu = _contract_state(B_c, lam_c)  # (n, B, H)
-            dB[:, s:e] = torch.mul(lam_c, dtu[:, :, None, :], out=work_c).sum(-1).transpose(0, 1)
-            dC[:, s:e] = torch.mul(states, dy_c[:, :, None, :], out=work_c).sum(-1).transpose(0, 1)
-            w = work_c
+            dB[:, s:e] = torch.mul(lam_c, dtu[:, :, None, :], out=w).sum(-1).transpose(0, 1)
+            dC[:, s:e] = torch.mul(states, dy_c[:, :, None, :], out=w).sum(-1).transpose(0, 1)
             torch.mul(decay_c[1:], states[:-1], out=w[1:])  # a_t h_{t-1}
             torch.mul(decay_c[0], h_in, out=w[0])
             w.mul_(lam_c)
@@ -358,11 +444,16 @@ class _ChunkedScanFn(torch.autograd.Function):
             dA_t += w.mul_(dt_c[:, :, None, :]).sum((0, 1))
             du[:, s:e] = (s_dtu * dt_c).transpose(0, 1)
             ddt[:, s:e] = ddt_c.add_(s_dtu * u_c).transpose(0, 1)
-        return du, ddt, dA_t.t().contiguous(), dB, dC, g.transpose(1, 2).contiguous(), None
+        return (du, ddt, dA_t.t().contiguous(), dB, dC, g.transpose(1, 2).contiguous(), None, None)
 
 
-def _scan_chunked(u, dt, A, B, C, h0, chunk_size: int) -> tuple[Tensor, Tensor]:
-    return _ChunkedScanFn.apply(u, dt, A, B, C, h0, chunk_size)
+def _scan_chunked(u, dt, A, B, C, h0, chunk_size: int, algorithm: str = "auto") -> tuple[Tensor, Tensor]:
+    if algorithm == "auto":
+        # CPU: fewer memory passes win; GPU: fewer (larger) kernel launches win
+        algorithm = "blocked" if u.device.type == "cpu" else "doubling"
+    if algorithm not in CHUNK_SCANS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; expected 'auto' or one of {sorted(CHUNK_SCANS)}")
+    return _ChunkedScanFn.apply(u, dt, A, B, C, h0, chunk_size, algorithm)
 
 
 # --- backend 3: Triton -----------------------------------------------------------------------
@@ -423,13 +514,20 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         y (B, L, H) in u's dtype, and with ``return_final_state`` the final state
         (B, H, N) in the accumulation dtype (float32, or float64 for float64 inputs).
     """
+    return _selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                           return_final_state, lengths, backend, chunk_size)
+
+
+def _selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                    return_final_state, lengths, backend, chunk_size, **core_options):
+    """Validate, form Δ, run the backend's core scan, apply D, z and padding."""
     if not isinstance(backend, str):
         raise ValueError(f"backend must be a string, got {backend!r}")
     _validate(u, delta, A, B, C, D, z, delta_bias, initial_state, lengths)
     chunk_size = _check_chunk_size(chunk_size)
     core = BACKENDS[_resolve_backend(backend, u)]
     prep = _prepare(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), initial_state, lengths)
-    y, final_state = core(prep.u, prep.dt, prep.A, prep.B, prep.C, prep.h0, chunk_size)
+    y, final_state = core(prep.u, prep.dt, prep.A, prep.B, prep.C, prep.h0, chunk_size, **core_options)
     y = _finish(y, prep, D, z, u.dtype)
     return (y, final_state) if return_final_state else y
 
@@ -454,22 +552,25 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
                            D: Tensor | None = None, z: Tensor | None = None,
                            delta_bias: Tensor | None = None, delta_softplus: bool = False,
                            initial_state: Tensor | None = None, return_final_state: bool = False,
-                           lengths: Tensor | None = None,
-                           chunk_size: int = DEFAULT_CHUNK_SIZE) -> Tensor | tuple[Tensor, Tensor]:
+                           lengths: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                           algorithm: str = "auto") -> Tensor | tuple[Tensor, Tensor]:
     """Chunked parallel scan of :func:`selective_scan` in pure torch (CPU and GPU).
 
-    L is cut into chunks of ``chunk_size`` = T. Inside a chunk the recurrence is a
-    log-depth (Hillis–Steele) scan over time; the state is carried from chunk to
-    chunk. A custom autograd function saves only the inputs and the (L/T, B, H, N)
-    states entering each chunk, and the backward pass recomputes every chunk and
-    runs the adjoint scan in reverse, so activation memory is O(T · B · H · N).
-    Work per chunk is O(T log T · B · H · N). Results do not depend on T beyond
-    rounding. Not twice differentiable.
+    L is cut into chunks of ``chunk_size`` = T; the state is carried from chunk to
+    chunk, and inside a chunk the recurrence is scanned in parallel over time by
+    ``algorithm``: "doubling" (Hillis–Steele, log2 T levels over the whole chunk,
+    O(T log T) work), "blocked" (two-level: all sub-blocks of 8 steps at once, then a
+    carry and one fix-up pass, O(T) work) or "auto" (blocked on CPU, doubling on GPU).
+    Both only multiply decays, so they are stable for any Δ·A.
+
+    A custom autograd function saves only the inputs and the (L/T, B, H, N) states
+    entering each chunk; the backward pass recomputes every chunk and runs the
+    adjoint scan in reverse, so activation memory is O(T · B · H · N), not
+    O(L · B · H · N). Results do not depend on T or the algorithm beyond rounding.
+    Not twice differentiable.
     """
-    return selective_scan(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                          delta_softplus=delta_softplus, initial_state=initial_state,
-                          return_final_state=return_final_state, lengths=lengths,
-                          backend="chunked", chunk_size=chunk_size)
+    return _selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
+                           return_final_state, lengths, "chunked", chunk_size, algorithm=algorithm)
 
 
 # --- the module is callable --------------------------------------------------------------------
