@@ -22,7 +22,8 @@ both simulate the same model.
 GillesPy2 is an optional, benchmark-only dependency (``pip install gillespy2``);
 without it dynlab is timed alone. Its C++ solver needs a C++ compiler.
 
-    python benchmarks/bench_gillespie.py [--device cuda] [--trajectories 1000 10000] [--models birth_death schlogl]
+    python benchmarks/bench_gillespie.py [--device cuda [--cuda-graphs]] [--trajectories 1000 10000]
+                                         [--models birth_death schlogl] [--budget 60]
 """
 from __future__ import annotations
 
@@ -122,9 +123,15 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds at most per slow solver run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-gillespy2", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay the events of each draw as a CUDA graph (simulators.jump.gillespie.CUDA_GRAPHS)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cuda_graphs:
+        import simulators.jump.gillespie as gillespie
+
+        gillespie.CUDA_GRAPHS = True
 
     gillespy2 = None
     if not args.no_gillespy2:
@@ -138,7 +145,8 @@ def main() -> None:
             gillespy2 = None
     cpu = os.cpu_count()
     print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
+          + (f" ({torch.cuda.get_device_name()}, CUDA graphs {'on' if args.cuda_graphs else 'off'})"
+             if args.device.startswith("cuda") else "")
           + f", {torch.get_num_threads()} torch threads, {cpu} CPUs; load average {os.getloadavg()[0]:.1f}")
     if gillespy2 is not None:
         print(f"gillespy2 {gillespy2.__version__}")

@@ -4,6 +4,8 @@ times exponential, jump choices Q_ij/(-Q_ii); the observations against the jump
 record; absorbing states; batching that does not change a path."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -155,9 +157,12 @@ def test_cuda_graphs_give_the_eager_numbers_and_a_path_does_not_depend_on_its_ba
     Q = torch.stack([Q_RATCHET, flashing_ratchet_rate_matrix(1.5, 0.5, 2.0), flashing_ratchet_rate_matrix(0.5)]).cuda()
     x0 = torch.arange(3 * 3000).remainder(6).reshape(3, 3000).cuda()
     obs = regular_grid(8.0, 41, device="cuda")
-    graphs = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
-    alone = simulate_mjp(Q[2:], x0[2:, :7], obs, t_end=8.0, seed=4, members=[2], record_events=64)
-    monkeypatch.setattr(gillespie, "_CUDA_GRAPHS", False)
+    monkeypatch.setattr(gillespie, "CUDA_GRAPHS", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed capture falls back with a warning: fail instead
+        graphs = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
+        alone = simulate_mjp(Q[2:], x0[2:, :7], obs, t_end=8.0, seed=4, members=[2], record_events=64)
+    monkeypatch.setattr(gillespie, "CUDA_GRAPHS", False)
     eager = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
     def assert_same(got, want):
         assert torch.equal(got.observed, want.observed)

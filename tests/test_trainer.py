@@ -243,3 +243,20 @@ def test_threads_setting_is_scoped():
     with pytest.raises(ConfigError, match="threads must be a positive integer or null, got 0"):
         with set_threads(0):
             pass
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp_dtype", ["bfloat16", "float16"])
+def test_cuda_training_with_amp(l96, tmp_path, amp_dtype):
+    """On CUDA with autocast (float16 also with a gradient scaler): training runs, stops and resumes."""
+    sections = dict(device="cuda", train={"dtype": "float32", "amp": True, "amp_dtype": amp_dtype, "max_steps": 6},
+                    loss={"name": "rollout", "one_step_steps": 3, "horizon": {"start": 2, "max": 2}})
+    first = train(make_cfg(l96, tmp_path / "run", **sections), builder=tiny_builder, **QUIET)
+    assert first.step == 6 and all(math.isfinite(v) for v in first.losses)
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert (ckpt["scaler"] is not None) == (amp_dtype == "float16")
+    sections["train"] = {**sections["train"], "max_steps": None}
+    rest = train(make_cfg(l96, tmp_path / "run", resume=True, **sections), builder=tiny_builder, **QUIET)
+    assert rest.complete and rest.step == 12 and all(math.isfinite(v) for v in rest.losses)
+    em = dynlab.load_emulator(tmp_path / "run", device="cuda", builder=tiny_builder)
+    assert next(em.parameters()).is_cuda

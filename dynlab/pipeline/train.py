@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import to_container
 from ..data.windows import WindowDataset, split_members
-from ..errors import ConfigError, DynlabError, StoreError
+from ..errors import ConfigError
 from ..train.checkpoint import latest_checkpoint, load_checkpoint
 from ..train.distributed import DistContext, init_distributed
 from ..train.losses import build_objective
@@ -219,10 +219,15 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
     run_dir = Path(c["run_dir"]).expanduser()
     ident = training_identity(c, info["config_hash"])
 
-    decision = dist.broadcast_object(
-        _decide(run_dir, ident, bool(c.get("resume", False)), bool(c.get("overwrite", False)))
-        if dist.is_main else None)
-    action, ckpt_path = decision
+    decision = None
+    if dist.is_main:  # rank 0 decides; every rank gets the decision (or the same error)
+        try:
+            decision = _decide(run_dir, ident, bool(c.get("resume", False)), bool(c.get("overwrite", False)))
+        except ConfigError as err:
+            decision = ("error", str(err))
+    action, ckpt_path = dist.broadcast_object(decision)
+    if action == "error":
+        raise ConfigError(ckpt_path)
     if action == "done":
         say(f"{run_dir} is already trained with this config; nothing to do")
         done = json.loads((run_dir / DONE_FILE).read_text())

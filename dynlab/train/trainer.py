@@ -40,7 +40,7 @@ from torch import nn
 
 from ..data.windows import ChunkBatchSampler, WindowDataset, make_loader
 from ..errors import ConfigError, DynlabError
-from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext
 from .losses import AbstractObjective
 
@@ -297,7 +297,7 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         """Restore everything from checkpoint ``path`` (the caller checked compatibility)."""
-        ckpt = load_checkpoint(path, map_location=self.device)
+        ckpt = load_checkpoint(path, map_location="cpu")  # RNG states must stay on the CPU
         try:
             self.emulator.load_state_dict(ckpt["state_dict"])
         except RuntimeError as err:
