@@ -55,6 +55,8 @@ class Variable:
     dims: tuple[str, ...]
     units: str
     long_name: str
+    #: storage dtype; None stores the simulation's floating dtype (config ``dtype``)
+    dtype: str | None = None
 
 
 def check_finite_parameter(name: str, value: Any, *, positive: bool = False,

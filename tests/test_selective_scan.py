@@ -102,52 +102,60 @@ def test_zero_length_returns_the_initial_state():
 
 # --- chunked backend against the reference ----------------------------------------------------
 
+ALGORITHMS = ["doubling", "blocked"]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("options", [True, False], ids=["all-options", "no-options"])
-@pytest.mark.parametrize("chunk_size", [1, 4, 8, 64])
-def test_chunked_matches_reference_float64(options, chunk_size):
+@pytest.mark.parametrize("chunk_size", [1, 4, 11, 64])
+def test_chunked_matches_reference_float64(options, chunk_size, algorithm):
     args = make_inputs(length=29, options=options)
     want = run(selective_scan_ref, args, delta_softplus=options)
-    got = run(selective_scan_chunked, args, delta_softplus=options, chunk_size=chunk_size)
+    got = run(selective_scan_chunked, args, delta_softplus=options, chunk_size=chunk_size, algorithm=algorithm)
     assert_close_all(got, want, rtol=1e-10, atol_scale=1e-10)
     if options:
         assert set(got[2]) == set(GRAD_NAMES)
 
 
-def test_chunked_matches_reference_float32():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_chunked_matches_reference_float32(algorithm):
     args = make_inputs(batch=3, length=200, channels=8, state=16, dtype=torch.float32)
     want = run(selective_scan_ref, {k: v.double() for k, v in args.items()}, delta_softplus=True)
-    got = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=32)
+    got = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=32, algorithm=algorithm)
     assert got[0].dtype == torch.float32
     assert_close_all(got, want, rtol=1e-4, atol_scale=1e-4)
 
 
-def test_chunked_gradcheck():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_chunked_gradcheck(algorithm):
     """Finite differences through the custom autograd function (float64)."""
-    args = make_inputs(batch=1, length=9, channels=2, state=3)
+    args = make_inputs(batch=1, length=13, channels=2, state=3)
     names = list(args)
 
     def f(*tensors):
         return selective_scan_chunked(**dict(zip(names, tensors)), delta_softplus=True,
-                                      return_final_state=True, chunk_size=4)
+                                      return_final_state=True, chunk_size=11, algorithm=algorithm)
 
     inputs = tuple(v.clone().requires_grad_(True) for v in args.values())
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-7)
 
 
-def test_chunk_size_invariance():
+def test_chunk_size_and_algorithm_invariance():
     args = make_inputs(length=37)
-    base = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=37)
-    for chunk_size in (1, 2, 5, 16, 100):
-        got = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=chunk_size)
-        assert_close_all(got, base, rtol=1e-12, atol_scale=1e-12)
+    base = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=37, algorithm="doubling")
+    for algorithm in ALGORITHMS:
+        for chunk_size in (1, 2, 5, 8, 16, 100):
+            got = run(selective_scan_chunked, args, delta_softplus=True, chunk_size=chunk_size, algorithm=algorithm)
+            assert_close_all(got, base, rtol=1e-12, atol_scale=1e-12)
 
 
-def test_strong_decay_is_stable():
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_strong_decay_is_stable(algorithm):
     """Δ·A down to −500 per step: a log-space cumsum formulation would overflow; ours must not."""
     args = make_inputs(length=64, options=False, dtype=torch.float32)
     args["delta"] = args["delta"].abs() * 100  # |ΔA| up to several hundred
     want = run(selective_scan_ref, {k: v.double() for k, v in args.items()})
-    got = run(selective_scan_chunked, args, chunk_size=64)
+    got = run(selective_scan_chunked, args, chunk_size=64, algorithm=algorithm)
     assert all(torch.isfinite(t).all() for t in (got[0], got[1], *got[2].values()))
     assert_close_all(got, want, rtol=1e-4, atol_scale=1e-4)
 
@@ -265,6 +273,8 @@ def test_dtype_mismatch_and_bad_options_raise():
         selective_scan(**args, backend="cuda")
     with pytest.raises(ValueError, match=r"chunk_size must be an integer >= 1"):
         selective_scan(**args, chunk_size=0)
+    with pytest.raises(ValueError, match=r"unknown algorithm 'fft'"):
+        selective_scan_chunked(**args, algorithm="fft")
 
 
 def test_kernel_module_imports_without_triton(monkeypatch):

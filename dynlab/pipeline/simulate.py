@@ -124,10 +124,10 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
         if int_name == "auto":
             int_name = system.default_integrator
         integrator = make_integrator(int_name, **int_cfg)
-        integrator.check_system(system)
         t = c["time"]
         grid = TimeGrid(dt=t["dt"], save_every=t["save_every"], t_end=t["t_end"], spinup=t["spinup"])
-        system.check_grid(grid, integrator)
+        system.check_grid(grid, integrator)  # the system's own word first: it knows what suits it
+        integrator.check_system(system)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if c["dtype"] not in DTYPES:
@@ -151,9 +151,10 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
         if missing:
             raise ConfigError(f"system {name!r} declares variable {v.name} on unknown dims {missing}")
         dims = ("member", *v.dims)
-        variables.append(store.VariableSpec(v.name, dims, tuple(sizes[d] for d in dims), np_dtype.str,
+        var_dtype = np.dtype(v.dtype) if v.dtype is not None else np_dtype
+        variables.append(store.VariableSpec(v.name, dims, tuple(sizes[d] for d in dims), var_dtype.str,
                                             {"units": v.units, "long_name": v.long_name}))
-    bytes_per_member = sum(math.prod(v.shape[1:]) * np_dtype.itemsize for v in variables)
+    bytes_per_member = sum(math.prod(v.shape[1:]) * np.dtype(v.dtype).itemsize for v in variables)
     chunk_members = c["ensemble"].get("chunk_members")
     if chunk_members is None:
         member_chunk = store.member_chunk_size(bytes_per_member, members)

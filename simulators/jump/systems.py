@@ -118,6 +118,11 @@ class AbstractJumpSystem(AbstractSystem):
         dtypes (int64 states and counts, float64 times and rates). Paths start at
         ``t_start ≤ 0`` and are observed on ``[0, t_end]``."""
 
+    def check_grid(self, grid: TimeGrid, integrator: Any) -> None:
+        if not isinstance(integrator, Gillespie):
+            raise ValueError(f"{self.name} is a jump process simulated exactly; use integrator=gillespie, "
+                             f"not {getattr(integrator, 'name', integrator)!r}")
+
     def simulate(self, integrator: Any, grid: TimeGrid, *, seed: int, members: Any,
                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
@@ -178,18 +183,18 @@ class AbstractMarkovJumpSystem(AbstractJumpSystem):
     def variables(self):
         u = self.time_units
         rate_units = "1" if u == "1" else f"{u}-1"
-        out = [Variable("state", ("path", "obs"), "1", "observed state (after mislabelling)"),
+        out = [Variable("state", ("path", "obs"), "1", "observed state (after mislabelling)", dtype="int64"),
                Variable("time", ("path", "obs"), u, "observation time")]
         if self.params.mislabel_rate > 0:
-            out.append(Variable("true_state", ("path", "obs"), "1", "state of the process at the observation time"))
+            out.append(Variable("true_state", ("path", "obs"), "1", "state of the process at the observation time", dtype="int64"))
         out += [Variable("rate_matrix", ("from_state", "to_state"), rate_units,
                          "rate matrix Q (off-diagonal: jump rates; rows sum to zero)"),
                 Variable("initial_distribution", ("from_state",), "1", "distribution of the state at time 0"),
-                Variable("n_states", (), "1", "number of states of the process (the rest is padding)")]
+                Variable("n_states", (), "1", "number of states of the process (the rest is padding)", dtype="int64")]
         if self.params.keep_jumps:
             out += [Variable("jump_time", ("path", "event"), u, "time of the jump (entry 0: time 0; padding NaN)"),
-                    Variable("jump_state", ("path", "event"), "1", "state entered at jump_time (padding -1)"),
-                    Variable("n_events", ("path",), "1", "entries of the full jump record (1 + jumps)")]
+                    Variable("jump_state", ("path", "event"), "1", "state entered at jump_time (padding -1)", dtype="int64"),
+                    Variable("n_events", ("path",), "1", "entries of the full jump record (1 + jumps)", dtype="int64")]
         return tuple(out)
 
     def initial_distributions(self, rate_matrix: torch.Tensor, n_states: torch.Tensor, members: torch.Tensor,
@@ -267,13 +272,13 @@ class AbstractReactionSystem(AbstractJumpSystem):
     @property
     def variables(self):
         u = self.time_units
-        out = [Variable("counts", ("path", "obs", "species"), "1", "molecule counts at the observation time"),
+        out = [Variable("counts", ("path", "obs", "species"), "1", "molecule counts at the observation time", dtype="int64"),
                Variable("time", ("path", "obs"), u, "observation time")]
         if self.params.keep_jumps:
             out += [Variable("jump_time", ("path", "event"), u, "time of the reaction (entry 0: time 0; padding NaN)"),
                     Variable("jump_counts", ("path", "event", "species"), "1",
-                             "counts right after the reaction (padding -1)"),
-                    Variable("n_events", ("path",), "1", "entries of the full jump record (1 + reactions)")]
+                             "counts right after the reaction (padding -1)", dtype="int64"),
+                    Variable("n_events", ("path",), "1", "entries of the full jump record (1 + reactions)", dtype="int64")]
         return tuple(out)
 
     def sample_initial(self, rng: CounterRNG, dtype=torch.float64, device="cpu"):

@@ -58,7 +58,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
 ]
 
-DEFAULT_CHUNK_SIZE = 64
+DEFAULT_CHUNK_SIZE = 32
 
 
 # --- validation ----------------------------------------------------------------------------
