@@ -17,6 +17,7 @@ _EXPORTS = {
     "selective_scan_ref": "dynlab.models.ssm.selective_scan",
     "selective_scan_chunked": "dynlab.models.ssm.selective_scan",
     "MambaBlock": "dynlab.models.ssm.mamba",
+    "MambaState": "dynlab.models.ssm.mamba",
     "SSMBackbone": "dynlab.models.ssm.backbone",
 }
 
