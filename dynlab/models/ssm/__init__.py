@@ -1,10 +1,15 @@
 """State-space model layers: HiPPO, S4D, selective scan (Mamba) and their blocks.
 
-Names are resolved lazily so that importing one layer does not import all.
+Names are resolved lazily so that importing one layer does not import all. The
+selective-scan functions are bound eagerly: the module ``selective_scan`` shares its
+name with its main function, and importing the submodule would otherwise leave the
+module, not the function, as the package attribute.
 """
 from __future__ import annotations
 
 import importlib
+
+from .selective_scan import selective_scan, selective_scan_chunked, selective_scan_ref  # noqa: F401
 
 _EXPORTS = {
     # HiPPO and S4D

@@ -44,7 +44,6 @@ sequences run alone.
 """
 from __future__ import annotations
 
-import math
 from numbers import Integral
 from typing import Callable, NamedTuple
 
@@ -579,18 +578,3 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     """
     return _selective_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                            return_final_state, lengths, "chunked", chunk_size, algorithm=algorithm)
-
-
-# --- the module is callable --------------------------------------------------------------------
-# This module and its main function share the name ``selective_scan``. Importing the
-# submodule sets the package attribute ``dynlab.models.ssm.selective_scan`` to the module,
-# so ``from dynlab.models.ssm import selective_scan`` can yield the module (depending on
-# import order). Making the module callable keeps ``selective_scan(...)`` working either way.
-class _CallableModule(type(math)):
-    def __call__(self, *args, **kwargs):
-        return selective_scan(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
