@@ -175,13 +175,15 @@ class HiPPOPredictor(nn.Module):
         """x_t: (B, D) -> (prediction of x_{t+1} (B, D), state)."""
         self._check_no_forcing(forcing_t)
         if not isinstance(x_t, Tensor) or x_t.dim() != 2:
-            raise ValueError(f"x_t must be (B, D), got {tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__}")
+            shape = tuple(x_t.shape) if isinstance(x_t, Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must be (B, D), got {shape}")
         if not isinstance(state, HiPPOMemory):
             raise ValueError(f"state must be a HiPPOMemory (from default_state), got {type(state).__name__}")
         update = None
         if state.coefficients is not None:
             if state.last.shape != x_t.shape:
-                raise ValueError(f"x_t shape {tuple(x_t.shape)} differs from the state's {tuple(state.last.shape)}")
+                raise ValueError(f"x_t shape {tuple(x_t.shape)} differs from the state's "
+                                 f"{tuple(state.last.shape)}")
             update = self._memory_update(state.seen - 1)
         return self._advance(x_t, state, update)
 
@@ -219,7 +221,8 @@ class HiPPOPredictor(nn.Module):
             readout = self.readout
         else:  # Δt^m/m! (2/t_k)^m with t_k = (k + 1) Δt
             scale = [(2.0 / (k + 1)) ** m / math.factorial(m) for m in range(1, self.order + 1)]
-            readout = torch.tensor(scale, dtype=torch.float64, device=self.derivative_rows.device) @ self.derivative_rows
+            rows = self.derivative_rows  # (p, N)
+            readout = torch.tensor(scale, dtype=rows.dtype, device=rows.device) @ rows
         return readout.to(dtype=like.dtype, device=like.device)
 
     # --- parallel mode and rollouts --------------------------------------------------------
