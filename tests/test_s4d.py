@@ -260,3 +260,18 @@ def test_bad_shapes_raise_clear_errors():
         layer(torch.randn(2, 5, 4), rate=-1.0)
     with pytest.raises(ValueError, match="dropout"):
         S4DBlock(4, dropout=1.5)
+
+
+def test_half_precision_and_autocast_run_the_convolution_in_float32():
+    """AMP: the FFT convolution runs in float32 under autocast (half-precision FFTs are
+    limited to powers of two and lose the kernel's range); outputs keep the input dtype."""
+    torch.manual_seed(0)
+    layer = S4D(8, d_state=16)
+    u = torch.randn(2, 100, 8)  # L = 100: not a power of two
+    y, _ = layer(u)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_auto, _ = layer(u)
+    y_half, _ = layer(u.bfloat16())
+    assert y_auto.dtype == torch.float32 and torch.equal(y_auto, y)
+    assert y_half.dtype == torch.bfloat16
+    assert torch.allclose(y_half.float(), y, atol=0.05 * float(y.abs().max()))

@@ -230,6 +230,16 @@ class S4D(nn.Module):
                            device=device or self.C.device)
 
     def forward(self, u: Tensor, state: Tensor | None = None, rate: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Convolution mode (see :meth:`_convolve`). Under autocast or with half-precision
+        inputs the FFTs and powers run in float32 (FFTs of half precision are limited to
+        powers of two and lose the kernel's dynamic range); y is returned in u's dtype."""
+        if u.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(u.device.type):
+            with torch.autocast(device_type=u.device.type, enabled=False):
+                y, final_state = self._convolve(u.float(), state, rate)
+            return y.to(u.dtype), final_state
+        return self._convolve(u, state, rate)
+
+    def _convolve(self, u: Tensor, state: Tensor | None = None, rate: float = 1.0) -> tuple[Tensor, Tensor]:
         """Convolution mode. u: (B, L, H) -> y: (B, L, H), final state (B, H, N/2).
 
         ``state`` (B, H, N/2) is the state before the first input; it adds the free
