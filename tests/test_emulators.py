@@ -135,11 +135,7 @@ def test_periodic_site_index_two_fields():
 @pytest.mark.parametrize("block", ["s4d", "mamba"])
 @pytest.mark.parametrize("encoder", [None, "periodic_conv"])
 def test_contract_ssm_emulator_real_backbone(l96_data, block, encoder):
-    """With the real SSM layers (skipped until dynlab.models.ssm provides SSMBackbone)."""
-    try:
-        from dynlab.models.ssm import SSMBackbone  # noqa: F401
-    except (ImportError, AttributeError, ModuleNotFoundError):
-        pytest.skip("dynlab.models.ssm.SSMBackbone is not available yet")
+    """With the real SSM layers."""
     codec, x = l96_data
     torch.manual_seed(0)
     em = build_emulator({"name": block, "d_model": 8, "n_layers": 2, "spatial_encoder": encoder, "kernel_size": 3},
@@ -298,10 +294,7 @@ def test_state_variables_leave_out_derived_outputs():
     from dynlab.emulators.reference import features_from_state, state_variables
 
     assert state_variables(make_system("lorenz96_two_scale", K=4, J=2)) == ["X", "Y"]
-    try:
-        pendulum = make_system("pendulum")
-    except ValueError:
-        pytest.skip("no pendulum system in this checkout")
+    pendulum = make_system("pendulum")
     names = state_variables(pendulum)
     assert "H" not in names and set(names) == {"q", "p"}
     from dynlab.emulators.codec import FieldSpec

@@ -161,7 +161,7 @@ def test_evaluate_bad_inputs(tmp_path, ds):
 
 def test_evaluate_run_directory_from_the_cli(store, ds, tmp_path):
     """A run directory as `dynlab train` writes it (checkpoint, split.json, dataset.json, config.yaml)."""
-    ckpt = pytest.importorskip("dynlab.train.checkpoint")
+    import dynlab.train.checkpoint as ckpt
     run = tmp_path / "run"
     codec = StateCodec.from_dataset(ds)
     train = torch.as_tensor(codec.encode(ds.sel(member=TRAIN)))
