@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import StoreError
 
-__all__ = ["VariableSpec", "STORE_FORMAT", "member_chunk_size", "create_store", "store_attrs",
+__all__ = ["VariableSpec", "STORE_FORMAT", "member_chunk_size", "create_store", "store_attrs", "consolidate",
            "chunks_done", "write_region", "mark_chunks_done", "open_dataset", "remove_store"]
 
 STORE_FORMAT = "dynlab-dataset/1"
@@ -78,6 +78,20 @@ def create_store(path: Path, variables: Sequence[VariableSpec], coords: Mapping[
     done_group.create_array(DONE_ARRAY, shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0)
     # the format attribute goes last: a store without it was never finished laying out
     group.attrs.update({"dynlab_format": STORE_FORMAT})
+
+
+def consolidate(path: Path) -> None:
+    """Write consolidated metadata, so that a plain ``xarray.open_zarr(path)`` opens the
+    finished store quietly and fast. (Zarr format 3 has no consolidated metadata in its
+    specification yet; zarr-python's extension is what xarray reads, and its warning
+    about that is silenced here.)"""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(path))
 
 
 def remove_store(path: Path) -> None:

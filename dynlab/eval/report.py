@@ -6,6 +6,7 @@ headline numbers and the same keys for each baseline under ``baselines``.
 """
 from __future__ import annotations
 
+import warnings
 import json
 import math
 from pathlib import Path
@@ -123,7 +124,9 @@ def write_results(ds, out_dir: Path, *, emulator: str | None = None, title: str 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_path = out_dir / "metrics.zarr"
-    _zarr_ready(ds).to_zarr(metrics_path, mode="w", zarr_format=3, consolidated=False)
+    with warnings.catch_warnings():  # zarr: consolidated metadata is an extension of format 3
+        warnings.simplefilter("ignore")
+        _zarr_ready(ds).to_zarr(metrics_path, mode="w", zarr_format=3, consolidated=True)
     summ = summary(ds, emulator=emulator, extra=extra)
     if ds.attrs.get("notes"):
         summ["notes"] = ds.attrs["notes"]

@@ -375,6 +375,7 @@ def simulate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     finally:
         if bar is not None:
             bar.close()
+    store.consolidate(plan.out)  # only once every block is whole
     seconds = _time.perf_counter() - start
     log(f"wrote {plan.out} ({plan.members} members x {plan.grid.n_saves} times, "
         f"config hash {plan.config_hash}) in {seconds:.1f} s")
