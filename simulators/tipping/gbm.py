@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import AbstractSystem, Params, Variable, check_finite_parameter, register_system
+from ..core import Params, Variable, check_finite_parameter, register_system
 from ..random import CounterRNG
+from .base import AbstractScalarSDE
 
 __all__ = ["GeometricBrownianMotion", "gbm_exact"]
 
@@ -26,14 +27,13 @@ def gbm_exact(t: float, W: torch.Tensor, *, x0: float | torch.Tensor, mu: float,
 
 
 @register_system
-class GeometricBrownianMotion(AbstractSystem):
+class GeometricBrownianMotion(AbstractScalarSDE):
     r""":math:`dX = μX dt + σX dW` from ``X(0) = x0`` > 0; state shape ``(..., 1)``, output ``x``.
 
     Mean :math:`x_0 e^{μt}`, variance :math:`x_0^2 e^{2μt}(e^{σ^2 t} − 1)`.
     """
 
     name = "gbm"
-    default_integrator = "euler_maruyama"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -44,14 +44,6 @@ class GeometricBrownianMotion(AbstractSystem):
         def validate(self):
             check_finite_parameter("sigma", self.sigma, non_negative=True)
             check_finite_parameter("x0", self.x0, positive=True)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return True
-
-    @property
-    def state_shape(self):
-        return (1,)
 
     def vector_field(self, t, x):
         return self.params.mu * x
@@ -74,5 +66,3 @@ class GeometricBrownianMotion(AbstractSystem):
     def variables(self):
         return (Variable("x", ("time",), "1", "geometric Brownian motion X"),)
 
-    def observables(self, x):
-        return {"x": x[..., 0]}

@@ -32,9 +32,10 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from ..core import AbstractSystem, Params, Variable, check_finite_parameter, register_system
+from ..core import Params, Variable, check_finite_parameter, register_system
 from ..ensemble import run_members
-from ..random import STREAM_INITIAL, CounterRNG
+from ..random import CounterRNG
+from .base import AbstractScalarSDE
 from .ramp import LinearRamp
 
 __all__ = ["LinearisedSaddleNode", "lsn_moments"]
@@ -72,7 +73,7 @@ def lsn_moments(times, *, R0: float, m: float, theta: float, sigma: float, mean0
 
 
 @register_system
-class LinearisedSaddleNode(AbstractSystem):
+class LinearisedSaddleNode(AbstractScalarSDE):
     r"""Boettiger & Hastings' linearised saddle-node (see the module docstring).
 
     .. math:: dX = 2\sqrt{R(t)}\,(θ + \sqrt{R(t)} − X)\,dt + σ\sqrt{θ + \sqrt{R(t)}}\,dB,
@@ -88,7 +89,6 @@ class LinearisedSaddleNode(AbstractSystem):
     """
 
     name = "lsn"
-    default_integrator = "euler_maruyama"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -110,14 +110,6 @@ class LinearisedSaddleNode(AbstractSystem):
         """R(t) as a forcing time series (held at R0 during the spin-up)."""
         return LinearRamp(self.params.R0, self.params.m)
 
-    @property
-    def is_stochastic(self) -> bool:
-        return True
-
-    @property
-    def state_shape(self):
-        return (1,)
-
     def vector_field(self, t, x):
         s = _sqrt_nonneg(self.bifurcation_parameter(t))
         return 2.0 * s * (self.params.theta + s - x)
@@ -138,20 +130,13 @@ class LinearisedSaddleNode(AbstractSystem):
         return lsn_moments(times, R0=p.R0, m=p.m, theta=p.theta, sigma=p.sigma, mean0=mean0, var0=var0)
 
     def sample_initial(self, rng: CounterRNG, dtype=torch.float64, device="cpu"):
-        p = self.params
-        if p.x0 is not None:
-            return torch.full((len(rng.members), 1), float(p.x0), dtype=dtype, device=device)
         mean, var = self.stationary_moments()
-        z = rng.normal((1,), stream=STREAM_INITIAL, dtype=torch.float64)
-        return (mean + math.sqrt(var) * z).to(dtype=dtype, device=device)
+        return self.initial_states(rng, self.params.x0, mean, var, dtype, device)
 
     @property
     def variables(self):
         return (Variable("x", ("time",), "1", "state X of the linearised saddle-node"),
                 Variable("R", ("time",), "1", "bifurcation parameter R(t)"))
-
-    def observables(self, x):
-        return {"x": x[..., 0]}
 
     def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
         """The integrated ``x`` plus the driver ``R`` on the saved times, each ``(M, T)``."""

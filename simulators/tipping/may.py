@@ -33,9 +33,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..core import AbstractSystem, Params, Variable, check_finite_parameter, register_system
+from ..core import Params, Variable, check_finite_parameter, register_system
 from ..ensemble import run_members
 from ..random import CounterRNG
+from .base import AbstractScalarSDE
 from .projection import ProjectedIntegrator
 from .ramp import LinearRamp
 
@@ -111,7 +112,7 @@ def may_folds(r: float = 1.0, K: float = 10.0, h: float = 1.0) -> tuple[Fold, ..
 
 
 @register_system
-class MayGrazing(AbstractSystem):
+class MayGrazing(AbstractScalarSDE):
     r"""May's grazing model with additive noise, reflected at x = 0 (see the module docstring).
 
     .. math:: dx = \Bigl[r x(1 − x/K) − c(t)\frac{x^2}{x^2 + h^2}\Bigr]dt + σ\,dW,
@@ -129,7 +130,6 @@ class MayGrazing(AbstractSystem):
     """
 
     name = "may_grazing"
-    default_integrator = "euler_maruyama"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -153,14 +153,6 @@ class MayGrazing(AbstractSystem):
     def grazing(self) -> LinearRamp:
         """The grazing rate c(t) as a forcing time series."""
         return LinearRamp(self.params.c, self.params.c_rate)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return True
-
-    @property
-    def state_shape(self):
-        return (1,)
 
     def vector_field(self, t, x):
         p = self.params
@@ -196,9 +188,6 @@ class MayGrazing(AbstractSystem):
     def variables(self):
         return (Variable("x", ("time",), "1", "biomass x (May grazing model)"),
                 Variable("c", ("time",), "1", "grazing rate c(t)"))
-
-    def observables(self, x):
-        return {"x": x[..., 0]}
 
     def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
         """Euler–Maruyama (or the given fixed-step method) reflected at 0 after every

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import AbstractSystem, Params, Variable, check_finite_parameter, register_system
-from ..random import STREAM_INITIAL, STREAM_NOISE, CounterRNG
+from ..core import Params, Variable, check_finite_parameter, register_system
+from ..random import STREAM_NOISE, CounterRNG
+from .base import AbstractScalarSDE
 
 __all__ = ["OrnsteinUhlenbeck", "ou_transition", "ou_exact_paths"]
 
@@ -56,7 +57,7 @@ def ou_exact_paths(x0: torch.Tensor, rng: CounterRNG, *, dt: float, n_steps: int
 
 
 @register_system
-class OrnsteinUhlenbeck(AbstractSystem):
+class OrnsteinUhlenbeck(AbstractScalarSDE):
     r""":math:`dX = r(θ − X)dt + σ dB` with constant parameters.
 
     Parameters: ``r`` > 0 relaxation rate, ``theta`` mean level, ``sigma`` ≥ 0
@@ -66,7 +67,6 @@ class OrnsteinUhlenbeck(AbstractSystem):
     """
 
     name = "ou"
-    default_integrator = "euler_maruyama"
 
     @dataclass(frozen=True)
     class Params(Params):
@@ -80,14 +80,6 @@ class OrnsteinUhlenbeck(AbstractSystem):
             check_finite_parameter("sigma", self.sigma, non_negative=True)
             if self.x0 is not None:
                 check_finite_parameter("x0", self.x0)
-
-    @property
-    def is_stochastic(self) -> bool:
-        return True
-
-    @property
-    def state_shape(self):
-        return (1,)
 
     @property
     def stationary_variance(self) -> float:
@@ -107,15 +99,9 @@ class OrnsteinUhlenbeck(AbstractSystem):
         return ou_transition(x, dt, p.r, p.theta, p.sigma)
 
     def sample_initial(self, rng: CounterRNG, dtype=torch.float64, device="cpu"):
-        p = self.params
-        if p.x0 is not None:
-            return torch.full((len(rng.members), 1), float(p.x0), dtype=dtype, device=device)
-        z = rng.normal((1,), stream=STREAM_INITIAL, dtype=torch.float64)
-        return (p.theta + math.sqrt(self.stationary_variance) * z).to(dtype=dtype, device=device)
+        return self.initial_states(rng, self.params.x0, self.params.theta, self.stationary_variance, dtype, device)
 
     @property
     def variables(self):
         return (Variable("x", ("time",), "1", "Ornstein-Uhlenbeck state X"),)
 
-    def observables(self, x):
-        return {"x": x[..., 0]}
