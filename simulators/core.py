@@ -35,11 +35,15 @@ __all__ = [
     "Params",
     "TimeGrid",
     "Variable",
+    "VARIABLE_ROLES",
     "SYSTEMS",
     "register_system",
     "make_system",
     "check_finite_parameter",
 ]
+
+
+VARIABLE_ROLES = ("state", "forcing", "diagnostic")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class Variable:
     long_name: str
     #: storage dtype; None stores the simulation's floating dtype (config ``dtype``)
     dtype: str | None = None
+    #: ``state`` (integrated and learned), ``forcing`` (an input the user prescribes:
+    #: CO₂, a ramped parameter) or ``diagnostic`` (a function of the state: N_toa, H)
+    role: str = "state"
+
+    def __post_init__(self) -> None:
+        if self.role not in VARIABLE_ROLES:
+            raise ValueError(f"variable {self.name!r}: role must be one of {', '.join(VARIABLE_ROLES)}, "
+                             f"got {self.role!r}")
 
 
 def check_finite_parameter(name: str, value: Any, *, positive: bool = False,
