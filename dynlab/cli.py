@@ -25,7 +25,8 @@ Overrides use hydra's grammar, for example:
   dynlab simulate system=lorenz63 integrator=dopri5 integrator.rtol=1e-9
   dynlab simulate parallel=dask parallel.n_workers=4
 
---cfg prints the composed config and exits.
+--cfg prints the composed config and exits; `dynlab <command> --help` lists the
+command's keys with their defaults and meanings.
 """
 
 
@@ -73,7 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dynlab: error: unknown command {command!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if any(a in ("-h", "--help") for a in rest):
-        print(USAGE)
+        from .schemas import COMMAND_SCHEMAS, command_help
+
+        try:
+            print(command_help(command) if command in COMMAND_SCHEMAS else USAGE)
+        except BrokenPipeError:
+            pass
         return 0
     show_cfg = "--cfg" in rest
     overrides = [a for a in rest if a != "--cfg"]
@@ -91,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DynlabError as err:
         print(f"dynlab: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed
+        return 0
     except KeyboardInterrupt:
         print("dynlab: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

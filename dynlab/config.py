@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,7 +33,7 @@ def config_dir() -> Path:
 def group_options(group: str) -> list[str]:
     """Names of the options of a config group (``system`` → ``lorenz63``, ...)."""
     folder = config_dir() / group
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def _explain_composition_error(err: Exception, overrides: Sequence[str]) -> str:
@@ -49,22 +50,53 @@ def _explain_composition_error(err: Exception, overrides: Sequence[str]) -> str:
     return first
 
 
+#: config groups every command that has them needs
+REQUIRED_GROUPS = ("system", "integrator", "parallel", "learner", "loss")
+_OPTION_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _check_group_overrides(overrides: Sequence[str]) -> None:
+    """A config group option is a plain name found in the config search path: no paths
+    (``experiment=../../x`` would read a YAML file outside ``configs/``)."""
+    groups = {p.name for p in config_dir().iterdir() if p.is_dir() and not p.name.startswith("_")}
+    for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"override {item!r} is not a string")
+        key, sep, value = item.partition("=")
+        if not key.strip("+~"):
+            raise ConfigError(f"override {item!r} has no key: write key=value, e.g. system.F=8")
+        group = key.lstrip("+~").split("@", 1)[0]
+        if group in REQUIRED_GROUPS and (key.startswith("~") or value == "null"):
+            raise ConfigError(f"{group} cannot be removed: choose one with {group}=<name>; available: "
+                              f"{', '.join(group_options(group))}")
+        if not sep or group not in groups or value in ("null", ""):
+            continue
+        if not _OPTION_NAME.match(value) or ".." in value:
+            raise ConfigError(f"{group}={value!r} is invalid: expected one of "
+                              f"{', '.join(group_options(group))} (a plain name, no path)")
+
+
 def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with command-line style overrides.
 
-    Raises :class:`ConfigError` with a one-line message for unknown groups,
-    options or malformed overrides.
+    The schema defaults (:mod:`dynlab.schemas`) are registered first. Raises
+    :class:`ConfigError` with a one-line message for unknown groups, options or
+    malformed overrides; the composed config is validated by the command that uses it.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from .schemas import register_schemas
+
     overrides = list(overrides)
+    _check_group_overrides(overrides)
+    register_schemas()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dynlab"):
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as err:
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
         raise ConfigError(_explain_composition_error(err, overrides)) from None
     return cfg
 

@@ -187,6 +187,9 @@ class AbstractSystem(ABC):
     time_units: ClassVar[str] = "1"
     #: integrator used when the config says ``integrator=auto``
     default_integrator: ClassVar[str] = "rk4"
+    #: bumped when the bytes this system generates for a given config change; a version
+    #: above 0 enters the dataset identity, so stale cached stores are never reused
+    generator_version: ClassVar[int] = 0
 
     def __init__(self, params: Params | None = None, **kwargs: Any):
         if params is None:

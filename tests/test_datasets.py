@@ -217,17 +217,17 @@ def test_blowup_names_member_and_time_and_keeps_finished_blocks(tmp_path):
 
 @pytest.mark.parametrize("override,message", [
     ("system=foo", "unknown system 'foo'"),
-    ("time.dt=0", "time.dt must be > 0"),
-    ("time.dt=-0.01", "time.dt must be > 0"),
-    ("system.F=nan", "parameter F must be finite"),
-    ("system.F=inf", "parameter F must be finite"),
+    ("time.dt=0", "time.dt=0 is invalid: expected a finite number > 0"),
+    ("time.dt=-0.01", "time.dt=-0.01 is invalid: expected a finite number > 0"),
+    ("system.F=nan", "system.F=nan is invalid: expected a finite number"),
+    ("system.F=inf", "system.F=inf is invalid: expected a finite number"),
     ("system.K=3", "parameter K must be >= 4"),
     ("time.save_every=0.055", "time.save_every=0.055 is not a whole number of steps"),
     ("integrator=rk5", "unknown integrator 'rk5'"),
-    ("ensemble.members=0", "ensemble.members must be an integer >= 1"),
-    ("seed=-3", "seed must be an integer >= 0"),
+    ("ensemble.members=0", "ensemble.members=0 is invalid: expected an integer >= 1"),
+    ("seed=-3", "seed=-3 is invalid: expected an integer >= 0"),
     ("system.G=1", "unknown config key 'system.G'"),
-    ("dtype=float16", "dtype='float16' is not supported"),
+    ("dtype=float16", "dtype='float16' is invalid: expected one of float64, float32"),
 ])
 def test_bad_input_is_refused_before_compute_with_one_line(tmp_path, capsys, override, message):
     out = tmp_path / "bad.zarr"

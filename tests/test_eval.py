@@ -143,14 +143,14 @@ def test_evaluate_emulator_single(ds):
 
 
 def test_evaluate_bad_inputs(tmp_path, ds):
-    with pytest.raises(ConfigError, match="run must name a run directory"):
+    with pytest.raises(ConfigError, match="run is required"):
         evaluate(compose("evaluate"))
     with pytest.raises(StoreError, match="no run directory"):
         evaluate(compose("evaluate", [f"run={tmp_path / 'missing'}"]))
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="holds no checkpoint"):
         evaluate(compose("evaluate", [f"run={tmp_path / 'empty'}"]))
-    with pytest.raises(ConfigError, match="eval has unknown keys \\['horizn'\\]"):
+    with pytest.raises(ConfigError, match="unknown config key 'eval.horizn'"):
         evaluate({"run": str(tmp_path / "empty"), "eval": {"horizn": 3}})
     assert main(["evaluate", f"run={tmp_path / 'missing'}"]) == 2
     with pytest.raises(ValueError, match="exceeds the 121 saved times"):

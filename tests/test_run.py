@@ -71,7 +71,7 @@ def test_cli_run_reports_bad_input_in_one_line(tmp_path, capsys):
                    "this config simulates (121 times)")
     assert not list((tmp_path / "cache").glob("*.zarr"))  # refused before simulating
     code = cli_main(["run", *tiny(tmp_path, "learner.name=nope")])
-    assert code == 2 and capsys.readouterr().err.strip().startswith("dynlab: error: unknown learner 'nope'")
+    assert code == 2 and capsys.readouterr().err.strip().startswith("dynlab: error: learner='nope' is invalid")
 
 
 @pytest.mark.slow

@@ -149,8 +149,12 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     from ..data.store import open_dataset
     from ..train.checkpoint import latest_checkpoint, load_emulator
 
+    from ..runs import check_device
+    from ..schemas import validate_command
+
     log = log or (lambda msg: print(f"dynlab: {msg}", file=sys.stderr))
-    c = to_container(cfg)
+    c = validate_command("evaluate", to_container(cfg))
+    check_device(c["device"])
     e = _eval_options(c.get("eval"))
     run = c.get("run")
     if not run:
@@ -181,7 +185,7 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} but CUDA is not available on this machine")
     ds = open_dataset(store)
-    emulator = load_emulator(run_dir, checkpoint=checkpoint, device=device)
+    emulator = load_emulator(run_dir, checkpoint=checkpoint, device=device, log=log)
     codec = getattr(emulator, "codec", None) or (StateCodec.from_dict(info["codec"]) if "codec" in info else None)
     learner = (run_cfg.get("learner") or {}).get("name") or getattr(emulator, "learner_name", "emulator")
     context = e["context"] if e["context"] is not None else int((run_cfg.get("data") or {}).get("context") or 16)

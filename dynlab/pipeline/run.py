@@ -16,6 +16,7 @@ Under torchrun, rank 0 simulates and evaluates and every rank trains.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -25,8 +26,9 @@ from typing import Any, Callable, Mapping
 
 from omegaconf import DictConfig
 
-from ..config import compose, to_container
+from ..config import to_container
 from ..errors import ConfigError
+from ..schemas import SimulateSchema, TrainSchema, validate_command
 
 __all__ = ["run", "RunResult", "format_summary", "beats_baselines_until_vpt"]
 
@@ -42,9 +44,9 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _simulate_keys() -> list[str]:
-    """The top-level keys of ``configs/simulate.yaml`` (what ``dynlab simulate`` reads)."""
-    return list(compose("simulate").keys())
+def _section(c: Mapping[str, Any], schema: type) -> dict[str, Any]:
+    """The keys of ``c`` that the command of ``schema`` reads."""
+    return {f.name: c[f.name] for f in dataclasses.fields(schema) if f.name in c}
 
 
 def _store_path(plan, cache_dir: str) -> Path:
@@ -53,21 +55,26 @@ def _store_path(plan, cache_dir: str) -> Path:
 
 
 def _precheck(c: Mapping[str, Any], n_times: int) -> None:
-    """Refuse a bad training config before anything is simulated (one-line errors)."""
-    from ..emulators.registry import LEARNERS
+    """Refuse a training or evaluation config that cannot work with the simulated
+    trajectories, before anything is simulated (one-line errors)."""
     from ..train.losses import build_objective
-    from ..train.trainer import TrainConfig
 
-    TrainConfig.from_dict(c["train"])
-    name = (c.get("learner") or {}).get("name")
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; known learners: {', '.join(sorted(LEARNERS))}")
-    context = c["data"].get("context", 16)
+    context = c["data"]["context"]
     objective = build_objective(c["loss"], context)
     horizon = c["data"].get("horizon") or objective.max_horizon
     if isinstance(context, int) and context + horizon > n_times:
         raise ConfigError(f"window context + horizon = {context} + {horizon} = {context + horizon} steps is longer "
                           f"than the trajectories this config simulates ({n_times} times)")
+    ev = c["evaluate"]["eval"]
+    eval_context = ev.get("context") or context
+    if eval_context + ev["horizon"] + 1 > n_times:
+        raise ConfigError(f"evaluate.eval.horizon={ev['horizon']} with a context of {eval_context} steps needs "
+                          f"{eval_context + ev['horizon'] + 1} saved times, but this config simulates {n_times}")
+    split = c["data"]["split"]
+    n_train = int(round(c["ensemble"]["members"] * split["train"]))
+    if "baseline_members" in ev and n_train < 1:
+        raise ConfigError(f"data.split.train={split['train']} leaves no training member of "
+                          f"{c['ensemble']['members']} to fit evaluate.eval.baseline_members on")
 
 
 def beats_baselines_until_vpt(metrics_path: Path, emulator: str, vpt: float | None, dt: float) -> dict[str, bool]:
@@ -118,21 +125,22 @@ def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | Non
     """
     from .train import set_threads
 
-    c = to_container(cfg)
-    with set_threads(c.get("threads")):
+    from ..runs import check_device
+
+    c = validate_command("run", to_container(cfg))
+    check_device(c["device"])
+    with set_threads(c["threads"]):
         return _run(c, log, echo)
 
 
 def _run(c: dict[str, Any], log, echo) -> RunResult:
+    from ..runs import check_run_dir
     from ..train.distributed import init_distributed
     from .evaluate import evaluate
     from .simulate import plan_simulation, simulate
     from .train import train
 
-    name = str(c.get("name") or "run")
-    for key in ("data", "learner", "loss", "train", "system", "run_dir"):
-        if key not in c:
-            raise ConfigError(f"the run config has no {key!r}; compose it from configs/run.yaml")
+    name = c["name"]
     say = log or (lambda msg: print(f"dynlab: {msg}", file=sys.stderr))
     echo = echo or print
     dist = init_distributed(c.get("device", "cpu"))
@@ -140,12 +148,13 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
     try:
         # --- simulate -------------------------------------------------------------------
         t0 = time.perf_counter()
-        sim = {k: c[k] for k in _simulate_keys() if k in c}
+        sim = {**_section(c, SimulateSchema), "seed": c["data_seed"]}  # the data seed, not the model's
         probe = dict(sim) if sim.get("out") else {**sim, "out": str(Path(c.get("cache_dir") or "data/cache") / "x.zarr")}
         plan = plan_simulation(probe)
         _precheck(c, plan.grid.n_saves)
         if not sim.get("out"):
             sim["out"] = str(_store_path(plan, c.get("cache_dir") or "data/cache"))
+        check_run_dir(c["run_dir"], stores=[sim["out"]])  # before any compute
         if dist.is_main:
             simulate(sim, log=say)
         dist.barrier()
@@ -154,7 +163,7 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
 
         # --- train ----------------------------------------------------------------------
         t0 = time.perf_counter()
-        train_cfg = {**c, "out": str(store), "data": {**c["data"], "store": str(store)}}
+        train_cfg = {**_section(c, TrainSchema), "data": {**c["data"], "store": str(store)}}
         result = train(train_cfg, log=say)
         seconds["train"] = time.perf_counter() - t0
         run_dir = result.run_dir

@@ -30,6 +30,7 @@ from .. import __version__
 from ..config import config_hash, dataset_identity, to_container
 from ..data import store
 from ..errors import ConfigError, SimulationError, StoreError
+from ..runs import remove_dynlab_store
 
 __all__ = ["simulate", "SimulationPlan", "plan_simulation", "SimulateResult"]
 
@@ -74,39 +75,57 @@ class SimulateResult:
     seconds: float
 
 
-def _int(cfg_value: Any, name: str, minimum: int) -> int:
-    if isinstance(cfg_value, bool) or not isinstance(cfg_value, int) or cfg_value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {cfg_value!r}")
-    return cfg_value
+#: the most integration steps one member may take (1e9 steps are hours for the smallest system)
+MAX_STEPS_PER_MEMBER = 10**9
 
 
-def _device(value: Any) -> torch.device:
+def _available_memory() -> int | None:
     try:
-        device = torch.device(str(value))
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"device={value!r} is not a torch device (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={value!r} but CUDA is not available on this machine")
-    return device
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} PiB"  # pragma: no cover
+
+
+def _check_size(out: Path, members: int, bytes_per_member: int, block_members: int, state_bytes: int,
+                steps_per_member: int) -> None:
+    """Refuse a configuration whose store, block memory or step count cannot be afforded,
+    with the estimate, before any file is written."""
+    import shutil
+
+    if steps_per_member > MAX_STEPS_PER_MEMBER:
+        raise ConfigError(f"this config integrates {steps_per_member:.3g} steps per member (time.spinup + time.t_end "
+                          f"over time.dt), more than {MAX_STEPS_PER_MEMBER:.0e}; use a larger time.dt or a shorter run")
+    total = members * bytes_per_member
+    target = out
+    while not target.exists():
+        target = target.parent
+    free = shutil.disk_usage(target).free
+    if total > free:
+        raise ConfigError(f"the store would take about {_human(total)} (ensemble.members={members} x "
+                          f"{_human(bytes_per_member)} per member) but {str(target)!r} has {_human(free)} free; "
+                          "lower ensemble.members or time.t_end, or raise time.save_every")
+    block = block_members * (bytes_per_member + 8 * state_bytes)
+    available = _available_memory()
+    if available is not None and block > available:
+        raise ConfigError(f"one block of {block_members} members needs about {_human(block)} of memory but "
+                          f"{_human(available)} is available; set a smaller ensemble.block_size")
 
 
 def _check_writable(out: Path) -> None:
-    """Refuse an output path that cannot be written, before any compute.
-
-    Permission bits alone do not answer this (root ignores them; /proc does not),
-    so the parent folder is created and a probe file written and removed.
-    """
-    import tempfile
+    """Refuse an output path that cannot be written, before any compute."""
+    from ..runs import check_writable_dir
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} exists and is not a directory (a Zarr store is a directory)")
-    target = out if out.is_dir() else out.parent
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target, prefix=".dynlab-probe-"):
-            pass
-    except OSError as err:
-        raise ConfigError(f"out={str(out)!r} is not writable: cannot create files in {str(target)!r} ({err.strerror or err})") from None
+    check_writable_dir("out", out)
 
 
 def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
@@ -114,7 +133,11 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
 
     Raises :class:`ConfigError` naming the bad value; computes nothing.
     """
-    c = to_container(cfg)
+    from ..runs import check_device
+    from ..schemas import validate_command
+
+    c = validate_command("simulate", to_container(cfg))
+    check_device(c["device"])
     sys_cfg = dict(c["system"])
     name = sys_cfg.pop("name", None)
     try:
@@ -130,16 +153,10 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
         integrator.check_system(system)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if c["dtype"] not in DTYPES:
-        raise ConfigError(f"dtype={c['dtype']!r} is not supported; use float64 or float32")
-    members = _int(c["ensemble"]["members"], "ensemble.members", 1)
-    seed = _int(c["seed"], "seed", 0)
-    block_size = c["ensemble"].get("block_size")
-    if block_size is not None:
-        _int(block_size, "ensemble.block_size", 1)
-    device = _device(c["device"])
-    if not c.get("out"):
-        raise ConfigError("out must name the Zarr store to write, e.g. out=data/l96.zarr")
+    members = c["ensemble"]["members"]
+    seed = c["seed"]
+    block_size = c["ensemble"]["block_size"]
+    device = torch.device(c["device"])
     out = Path(c["out"]).expanduser()
     _check_writable(out)
 
@@ -159,12 +176,16 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
     if chunk_members is None:
         member_chunk = store.member_chunk_size(bytes_per_member, members)
     else:
-        member_chunk = min(_int(chunk_members, "ensemble.chunk_members", 1), members)
+        member_chunk = min(chunk_members, members)
     if block_size is None:
         block_chunks = max(1, min(math.ceil(BLOCK_TARGET_MEMBERS / member_chunk),
                                   BLOCK_MAX_BYTES // max(1, bytes_per_member * member_chunk)))
     else:
         block_chunks = math.ceil(block_size / member_chunk)  # blocks are whole chunks
+
+    state_bytes = math.prod(system.state_shape) * np_dtype.itemsize if hasattr(system, "state_shape") else 0
+    _check_size(out, members, bytes_per_member, min(members, block_chunks * member_chunk), state_bytes,
+                system.progress_total(grid))
 
     coords: dict[str, Any] = {"member": (("member",), np.arange(members), {"long_name": "ensemble member", "units": "1"})}
     if any("time" in v.dims for v in variables):
@@ -177,6 +198,10 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
     # the integrator as built (auto resolved, defaults filled) identifies the data
     c["integrator"] = {"name": integrator.name, **integrator.options()}
     identity = dataset_identity(c)
+    version = getattr(system, "generator_version", 0)
+    if version:
+        # the system's generated bytes changed at this version: its stores get a new identity
+        identity["generator_version"] = version
     if not integrator.batch_independent:
         # a batch-dependent integrator (adaptive steps over the batch) integrates one
         # storage chunk at a time, so the chunking is part of what fixes the bytes
@@ -273,14 +298,13 @@ def _prepare_store(plan: SimulationPlan, overwrite: bool, log: Callable[[str], N
         attrs = store.store_attrs(out)
         is_empty_dir = out.is_dir() and not any(out.iterdir())
         if attrs is None and not is_empty_dir:
-            if not overwrite:
-                raise StoreError(f"out={str(out)!r} exists and is not a dynlab dataset; "
-                                 "choose another out or pass overwrite=true to replace it")
+            raise StoreError(f"out={str(out)!r} exists and is not a dynlab dataset; dynlab never replaces "
+                             "what it did not write: choose another out")
         elif attrs is not None:
             existing = attrs.get("dynlab_config_hash")
-            if existing is None and not overwrite:
-                raise StoreError(f"out={str(out)!r} is a Zarr store that dynlab did not write; "
-                                 "choose another out or pass overwrite=true to replace it")
+            if existing is None and "dynlab_format" not in attrs:
+                raise StoreError(f"out={str(out)!r} is a Zarr store that dynlab did not write; dynlab never "
+                                 "replaces what it did not write: choose another out")
             if existing is not None and existing != plan.config_hash and not overwrite:
                 raise StoreError(
                     f"out={str(out)!r} holds a different dataset (config hash {existing}) than this config "
@@ -290,7 +314,10 @@ def _prepare_store(plan: SimulationPlan, overwrite: bool, log: Callable[[str], N
                     and done is not None and len(done) == plan.n_chunks:
                 return done
         log(f"replacing {out}")
-        store.remove_store(out)
+        if is_empty_dir:
+            out.rmdir()
+        else:
+            remove_dynlab_store(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     store.create_store(out, plan.variables, plan.coords, _attrs(plan), plan.member_chunk)
     return np.zeros(plan.n_chunks, dtype=bool)
@@ -316,8 +343,8 @@ def _run_dask(plan: SimulationPlan, units: list[list[int]], bar) -> None:
     if address:
         client = Client(address)
     else:
-        n_workers = _int(pcfg.get("n_workers", 2), "parallel.n_workers", 1)
-        threads = _int(pcfg.get("threads_per_worker", 1), "parallel.threads_per_worker", 1)
+        n_workers = pcfg["n_workers"]
+        threads = pcfg["threads_per_worker"]
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
                                dashboard_address=None)
         client = Client(cluster)

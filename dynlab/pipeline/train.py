@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,9 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import to_container
 from ..data.windows import WindowDataset, split_members
 from ..errors import ConfigError
-from ..train.checkpoint import latest_checkpoint, load_checkpoint
+from ..runs import RUN_MARKER, check_device, check_run_dir, is_dynlab_run, mark_run_dir, remove_run_dir
+from ..schemas import validate_command
+from ..train.checkpoint import latest_checkpoint, load_latest_checkpoint
 from ..train.distributed import DistContext, init_distributed
 from ..train.losses import build_objective
 from ..train.trainer import TrainConfig, Trainer, TrainResult
@@ -46,8 +47,6 @@ DONE_FILE = "done.json"
 # keys that change how a run is executed, not what it computes
 VOLATILE = {"progress", "resume", "overwrite", "device", "threads", "train.max_steps", "train.checkpoint_every",
             "train.keep_checkpoints", "train.log_every", "data.num_workers", "data.cache_mb", "data.store", "run_dir"}
-DATA_KEYS = {"store", "variables", "forcing", "context", "horizon", "stride", "split", "num_workers", "cache_mb",
-             "stats_members"}
 
 
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -79,26 +78,6 @@ def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     missing = object()
     return [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys
             if old.get(k, missing) != new.get(k, missing)]
-
-
-def _check_sections(c: Mapping[str, Any]) -> None:
-    for key in ("data", "learner", "loss", "train"):
-        if not isinstance(c.get(key), Mapping):
-            raise ConfigError(f"the config needs a {key!r} section (see configs/train.yaml)")
-    unknown = sorted(set(c["data"]) - DATA_KEYS)
-    if unknown:
-        raise ConfigError(f"data has unknown keys {unknown}; known: {sorted(DATA_KEYS)}")
-    if not c["data"].get("store"):
-        raise ConfigError("data.store must name the Zarr store to train on, e.g. data.store=data/lorenz96.zarr")
-    if not c.get("run_dir"):
-        raise ConfigError("run_dir must name the run directory, e.g. run_dir=runs/l96_s4d")
-    seed = c.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    for key in ("stats_members", "cache_mb"):
-        v = c["data"].get(key, 1)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"data.{key} must be an integer >= 1, got {v!r}")
 
 
 @contextlib.contextmanager
@@ -150,22 +129,32 @@ def _make_system(spec: Mapping[str, Any] | None):
 
 
 def _decide(run_dir: Path, ident: dict[str, Any], resume: bool, overwrite: bool) -> tuple[str, Path | None]:
-    """What to do with ``run_dir``: ("fresh", None), ("done", None) or ("resume", checkpoint)."""
+    """What to do with ``run_dir``: ("fresh" | "overwrite" | "done" | "resume", checkpoint).
+
+    Only a folder dynlab made (:func:`dynlab.runs.is_dynlab_run`) is ever overwritten or resumed.
+    """
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return "fresh", None
     if not run_dir.is_dir():
         raise ConfigError(f"run_dir={str(run_dir)!r} exists and is not a directory")
+    owned = is_dynlab_run(run_dir)
+    not_ours = (f"run_dir={str(run_dir)!r} is a non-empty folder that dynlab did not create (no {RUN_MARKER} "
+                "marker); choose another run_dir")
     if overwrite:
+        if not owned:
+            raise ConfigError(not_ours + " (overwrite=true only replaces dynlab's run directories)")
         return "overwrite", None
     ckpt = latest_checkpoint(run_dir)
     done = run_dir / DONE_FILE
-    if done.exists():
+    if owned and done.exists():
         old = json.loads(done.read_text()).get("identity", {})
         if old == ident:
             return "done", None
-    if ckpt is None:
-        if resume:
-            return "overwrite", None  # nothing to resume from: start over in place
+    if ckpt is None or not owned:
+        if resume and owned:
+            return "overwrite", None  # dynlab's run with nothing to resume from: start over in place
+        if not owned:
+            raise ConfigError(not_ours + (" (resume=true only continues dynlab's runs)" if resume else ""))
         raise ConfigError(f"run_dir={str(run_dir)!r} is not empty and holds no checkpoint; "
                           "choose another run_dir or pass overwrite=true to replace it")
     if not resume:
@@ -196,8 +185,8 @@ def train(cfg: DictConfig | Mapping[str, Any], *, builder: Callable[..., Any] | 
     bad configs, a missing store, an unknown learner, a horizon longer than the
     stored trajectories, or a checkpoint that does not fit the config on resume.
     """
-    c = to_container(cfg)
-    _check_sections(c)
+    c = validate_command("train", to_container(cfg), registered_learner=builder is None)
+    check_device(c["device"])
     with set_threads(c.get("threads")):
         dist = init_distributed(c.get("device", "cpu"))
         try:
@@ -214,9 +203,10 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
     start = time.perf_counter()
     tcfg = TrainConfig.from_dict(c["train"])
     data = c["data"]
-    seed = int(c.get("seed", 0))
+    seed = c["seed"]
     info = _store_info(str(Path(data["store"]).expanduser()))
     run_dir = Path(c["run_dir"]).expanduser()
+    check_run_dir(run_dir, stores=[Path(info["store"])])
     ident = training_identity(c, info["config_hash"])
 
     decision = None
@@ -300,7 +290,10 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
 
     # --- the run directory ---------------------------------------------------------------
     if action == "resume":
-        saved = load_checkpoint(ckpt_path, map_location="cpu")
+        found = load_latest_checkpoint(run_dir, log=say)
+        if found is None:  # pragma: no cover - _decide saw a checkpoint
+            raise ConfigError(f"cannot resume {run_dir}: its checkpoint disappeared")
+        ckpt_path, saved = found
         diff = _diff(_resume_identity(saved.get("identity", {})), _resume_identity(ident))
         if diff:
             raise ConfigError(f"cannot resume {run_dir} from {ckpt_path.name}: the config differs from the "
@@ -312,8 +305,9 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
         say(f"resuming {run_dir} at step {trainer.step}")
     if dist.is_main:
         if action == "overwrite":
-            shutil.rmtree(run_dir)
+            remove_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        mark_run_dir(run_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(c)))
         _write_json(run_dir / "split.json", {**split, "fractions": split_cfg, "seed": split_seed,
                                              "store": info["store"], "dataset_hash": info["config_hash"]})

@@ -29,8 +29,8 @@ import json
 import math
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass, field
-from numbers import Real
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -40,6 +40,7 @@ from torch import nn
 
 from ..data.windows import ChunkBatchSampler, WindowDataset, make_loader
 from ..errors import ConfigError, DynlabError
+from ..schema import check, option
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistContext
 from .losses import AbstractObjective
@@ -57,73 +58,36 @@ class NonFiniteLossError(DynlabError):
 
 @dataclass
 class TrainConfig:
-    """The ``train`` section of ``configs/train.yaml`` (see there for meanings), validated."""
+    """The ``train`` section of ``configs/train.yaml``: its schema (defaults, ranges, help)."""
 
-    steps: int = 1000
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup: int = 50
-    min_lr_ratio: float = 0.05
-    grad_clip: float | None = 1.0
-    dtype: str = "float32"
-    amp: bool = False
-    amp_dtype: str = "bfloat16"
-    checkpoint_every: int = 200
-    keep_checkpoints: int | None = 2
-    log_every: int = 10
-    val_every: int = 100
-    val_windows: int = 256
-    find_unused_parameters: bool = False
+    steps: int = option(1000, "optimiser steps in all (the cosine schedule ends here)", ge=0)
+    max_steps: int | None = option(None, "stop this invocation at this step (resume=true continues)", ge=0)
+    batch_size: int = option(32, "global batch (split across torchrun processes)", ge=1)
+    lr: float = option(3e-3, "peak learning rate of AdamW", ge=0)
+    weight_decay: float = option(0.01, "AdamW weight decay", ge=0)
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas", ge=0, lt=1)
+    warmup: int = option(50, "linear warm-up steps, then cosine decay", ge=0)
+    min_lr_ratio: float = option(0.05, "final lr / lr", ge=0, le=1)
+    grad_clip: float | None = option(1.0, "global gradient-norm clip (null: none)", ge=0)
+    dtype: str = option("float32", "parameter and data dtype", choices=tuple(DTYPES))
+    amp: bool = option(False, "automatic mixed precision (CUDA only)")
+    amp_dtype: str = option("bfloat16", "AMP dtype (float16 adds a gradient scaler)", choices=tuple(AMP_DTYPES))
+    checkpoint_every: int = option(200, "steps between checkpoints", ge=1)
+    keep_checkpoints: int | None = option(2, "newest checkpoints kept (null: all)", ge=1)
+    log_every: int = option(10, "training records in metrics.jsonl every N steps", ge=1)
+    val_every: int = option(100, "validation (and the horizon curriculum) every N steps", ge=1)
+    val_windows: int = option(256, "validation windows (evenly spread over the val members)", ge=1)
+    find_unused_parameters: bool = option(False, "DDP option for learners with parameters a loss does not use")
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> "TrainConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise ConfigError(f"train has unknown keys {unknown}; known: {sorted(known)}")
-        out = cls(**{k: (tuple(v) if k == "betas" else v) for k, v in cfg.items()})
-        out.validate()
-        return out
+        """Check ``cfg`` against the schema (one-line :class:`ConfigError`) and build the config."""
+        checked = check(cfg, cls, "train")
+        return cls(**{k: (tuple(v) if k == "betas" else v) for k, v in checked.items()})
 
     def validate(self) -> None:
-        def integer(name: str, low: int, optional: bool = False) -> None:
-            v = getattr(self, name)
-            if optional and v is None:
-                return
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ConfigError(f"train.{name} must be an integer >= {low}{' or null' if optional else ''}, got {v!r}")
-
-        def number(name: str, low: float, high: float = math.inf, optional: bool = False) -> None:
-            v = getattr(self, name)
-            if optional and v is None:
-                return
-            if isinstance(v, bool) or not isinstance(v, Real) or not low <= v <= high:
-                raise ConfigError(f"train.{name} must be a number in [{low}, {high}], got {v!r}")
-
-        integer("steps", 0)
-        integer("max_steps", 0, optional=True)
-        integer("batch_size", 1)
-        integer("warmup", 0)
-        integer("checkpoint_every", 1)
-        integer("keep_checkpoints", 1, optional=True)
-        integer("log_every", 1)
-        integer("val_every", 1)
-        integer("val_windows", 1)
-        number("lr", 0.0)
-        number("weight_decay", 0.0)
-        number("min_lr_ratio", 0.0, 1.0)
-        number("grad_clip", 0.0, optional=True)
-        if len(self.betas) != 2 or any(isinstance(b, bool) or not isinstance(b, Real) or not 0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"train.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"train.dtype={self.dtype!r} is not supported; use {' or '.join(DTYPES)}")
-        if self.amp_dtype not in AMP_DTYPES:
-            raise ConfigError(f"train.amp_dtype={self.amp_dtype!r} is not supported; use {' or '.join(AMP_DTYPES)}")
-        if not isinstance(self.amp, bool):
-            raise ConfigError(f"train.amp must be true or false, got {self.amp!r}")
+        """Re-check the fields of a config built in Python."""
+        TrainConfig.from_dict(dataclasses.asdict(self))
 
     @property
     def torch_dtype(self) -> torch.dtype:
