@@ -186,7 +186,6 @@ def check_value(value: Any, tp: Any, meta: Mapping[str, Any], key: str) -> Any:
             raise _fail(key, value, "a number" + (f" {_bounds_text(meta)}" if _bounds_text(meta) else ""))
         if not math.isfinite(value):
             raise _fail(key, value, "a finite number" + (f" {_bounds_text(meta)}" if _bounds_text(meta) else ""))
-        value = float(value)
     elif tp is str:
         if not isinstance(value, str):
             raise _fail(key, value, "a string" + (f" from {', '.join(map(str, meta['choices']))}"
@@ -200,7 +199,7 @@ def check_value(value: Any, tp: Any, meta: Mapping[str, Any], key: str) -> Any:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise _fail(key, value, f"one of {', '.join(map(str, choices))}")
-    return value
+    return float(value) if tp is float else value
 
 
 def check(section: Any, schema: type, prefix: str = "") -> dict[str, Any]:
