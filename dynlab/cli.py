@@ -25,6 +25,8 @@ Overrides use hydra's grammar, for example:
   dynlab simulate system=lorenz63 integrator=dopri5 integrator.rtol=1e-9
   dynlab simulate parallel=dask parallel.n_workers=4
 
+`dynlab run -m key=a,b seed=0,1,2` runs a sweep (one run directory per job, a
+summary table in runs/<name>/sweep.md).
 --cfg prints the composed config and exits; `dynlab <command> --help` lists the
 command's keys with their defaults and meanings.
 """
@@ -82,12 +84,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
         return 0
     show_cfg = "--cfg" in rest
-    overrides = [a for a in rest if a != "--cfg"]
+    multirun = any(a in ("-m", "--multirun") for a in rest)
+    overrides = [a for a in rest if a not in ("--cfg", "-m", "--multirun")]
     config_name, func = COMMANDS[command]
     try:
         from omegaconf import OmegaConf
 
         from .config import compose
+
+        if multirun:
+            if command != "run":
+                raise DynlabError(f"-m (sweep) works with dynlab run, not dynlab {command}")
+            from .sweep import run_sweep
+
+            run_sweep(overrides)
+            return 0
 
         cfg = compose(config_name, overrides)
         if show_cfg:

@@ -62,6 +62,7 @@ class SimulateSchema:
     out: str = option(REQUIRED, "the Zarr store to write (default data/<system>.zarr)")
     progress: bool = option(True, "progress bar on stderr")
     overwrite: bool = option(False, "replace an existing dynlab store made from a different config")
+    wait: bool = option(False, "wait for another process writing the same store instead of stopping")
 
 
 # --------------------------------------------------------------------------- train
@@ -96,6 +97,7 @@ class TrainSchema:
     run_dir: str = option(REQUIRED, "the run directory (config, checkpoints, metrics)")
     resume: bool = option(False, "continue from the newest checkpoint in run_dir")
     overwrite: bool = option(False, "replace a run_dir (made by dynlab) that holds another run")
+    wait: bool = option(False, "wait for another process training in the same run_dir instead of stopping")
     seed: int = option(0, "model seed: initialisation, data order, dropout", ge=0)
     device: str = option("cpu", "torch device: cpu, cuda, cuda:N (under torchrun: the local rank's GPU)")
     threads: int | None = option(None, "torch intra-op CPU threads (null: torch's default)", ge=1)
@@ -151,6 +153,7 @@ class RunOnlySchema:
     name: str = option("default", "the experiment's name: a plain name (runs/<name>)")
     data_seed: int = option(0, "seed of the simulated dataset (seed is the model's)", ge=0)
     cache_dir: str = option("data/cache", "where simulated datasets are cached by config hash")
+    sweep_dir: str | None = option(None, "with -m: where the jobs' run directories go (null: runs/<name>)")
 
 
 @dataclass
@@ -169,6 +172,7 @@ class RunSchema(RunOnlySchema):
     run_dir: str = option(REQUIRED, "the run directory (runs/<name>)")
     resume: bool = option(True, "a rerun continues an interrupted training and skips a finished one")
     overwrite: bool = option(False, "replace a dynlab store / run directory that holds something else")
+    wait: bool = option(False, "wait for another process writing the same store or run_dir instead of stopping")
     seed: int = option(0, "model seed: initialisation, data order (data_seed seeds the dataset)", ge=0)
     device: str = option("cpu", "torch device for simulation, training and evaluation")
     threads: int | None = option(None, "torch intra-op CPU threads (null: torch's default)", ge=1)
@@ -258,6 +262,7 @@ class DaskSchema:
     address: str | None = option(None, "scheduler address (tcp://host:8786); null starts a LocalCluster")
     n_workers: int = option(2, "LocalCluster workers (processes)", ge=1)
     threads_per_worker: int = option(1, "threads per LocalCluster worker", ge=1)
+    timeout: float = option(10.0, "seconds to wait for the scheduler at address before giving up", gt=0)
 
 
 PARALLEL_SCHEMAS = {"serial": SerialSchema, "dask": DaskSchema}

@@ -30,6 +30,7 @@ from .. import __version__
 from ..config import config_hash, dataset_identity, to_container
 from ..data import store
 from ..errors import ConfigError, SimulationError, StoreError
+from ..locks import FolderLock, LockedError
 from ..runs import remove_dynlab_store
 
 __all__ = ["simulate", "SimulationPlan", "plan_simulation", "SimulateResult"]
@@ -332,39 +333,42 @@ def _progress_bar(enabled: bool, total: int):
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def _run_dask(plan: SimulationPlan, units: list[list[int]], bar) -> None:
+def _dask_client(plan: SimulationPlan):
+    """Connect to the scheduler at ``parallel.address`` (within ``parallel.timeout``) or start a
+    LocalCluster: ``(client, cluster or None)``. Called before the store is touched."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - depends on the install
         raise ConfigError("parallel=dask needs dask.distributed: pip install 'dynlab[parallel]'") from None
-    pcfg = plan.cfg.get("parallel", {})
+    pcfg = plan.cfg["parallel"]
     address = pcfg.get("address")
-    cluster = None
     if address:
-        client = Client(address)
-    else:
-        n_workers = pcfg["n_workers"]
-        threads = pcfg["threads_per_worker"]
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
+        try:
+            return Client(address, timeout=pcfg["timeout"]), None
+        except (OSError, TimeoutError) as err:
+            raise ConfigError(f"parallel.address={address!r}: no dask scheduler answered within "
+                              f"parallel.timeout={pcfg['timeout']:g} s ({type(err).__name__}); start one there "
+                              "or drop parallel.address to use a LocalCluster") from None
+    cluster = LocalCluster(n_workers=pcfg["n_workers"], threads_per_worker=pcfg["threads_per_worker"],
+                           processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _run_dask(plan: SimulationPlan, units: list[list[int]], bar, client) -> None:
+    from dask.distributed import as_completed
+
     per_member = plan.system.progress_total(plan.grid)
     failure: Exception | None = None
-    try:
-        futures = [client.submit(_compute_block_task, plan.cfg, unit, pure=False) for unit in units]
-        for future in as_completed(futures):
-            try:
-                chunks = future.result()
-            except BlowUpError as err:
-                failure = failure or err
-                continue
-            if bar is not None:
-                n = sum(len(plan.chunk_members(c)) for c in chunks)
-                bar.update(n * per_member)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    futures = [client.submit(_compute_block_task, plan.cfg, unit, pure=False) for unit in units]
+    for future in as_completed(futures):
+        try:
+            chunks = future.result()
+        except BlowUpError as err:
+            failure = failure or err
+            continue
+        if bar is not None:
+            n = sum(len(plan.chunk_members(c)) for c in chunks)
+            bar.update(n * per_member)
     if failure is not None:
         raise failure
 
@@ -379,7 +383,32 @@ def simulate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     start = _time.perf_counter()
     plan = plan_simulation(cfg)
     c = plan.cfg
-    done = _prepare_store(plan, bool(c.get("overwrite", False)), log)
+    try:
+        lock = FolderLock(plan.out, what="store", wait=c["wait"], log=log).acquire()
+    except LockedError as err:
+        raise StoreError(str(err)) from None
+    try:
+        return _simulate_locked(plan, log, start)
+    finally:
+        lock.release()
+
+
+def _simulate_locked(plan: SimulationPlan, log: Callable[[str], None], start: float) -> SimulateResult:
+    c = plan.cfg
+    if c["parallel"]["name"] == "dask":
+        client, cluster = _dask_client(plan)  # an unreachable scheduler fails before the store is touched
+        try:
+            return _simulate_blocks(plan, log, start, client)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    return _simulate_blocks(plan, log, start, None)
+
+
+def _simulate_blocks(plan: SimulationPlan, log: Callable[[str], None], start: float, client) -> SimulateResult:
+    c = plan.cfg
+    done = _prepare_store(plan, c["overwrite"], log)
     units = _work_units(plan, done)
     if not units:
         log(f"{plan.out} is already complete (config hash {plan.config_hash}); nothing to do")
@@ -394,7 +423,7 @@ def simulate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
             for unit in units:
                 compute_block(plan, unit, progress=bar.update if bar is not None else None)
         elif parallel == "dask":
-            _run_dask(plan, units, bar)
+            _run_dask(plan, units, bar, client)
         else:
             raise ConfigError(f"parallel={parallel!r} is not known; use serial or dask")
     except BlowUpError as err:

@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import to_container
 from ..data.windows import WindowDataset, split_members
 from ..errors import ConfigError
+from ..locks import FolderLock, LockedError
 from ..runs import RUN_MARKER, check_device, check_run_dir, is_dynlab_run, mark_run_dir, remove_run_dir
 from ..schemas import validate_command
 from ..train.checkpoint import latest_checkpoint, load_latest_checkpoint
@@ -210,14 +211,27 @@ def _train(c: dict[str, Any], dist: DistContext, builder, hooks, log) -> TrainRe
     ident = training_identity(c, info["config_hash"])
 
     decision = None
-    if dist.is_main:  # rank 0 decides; every rank gets the decision (or the same error)
+    lock = FolderLock(run_dir, what="run directory", wait=c["wait"], log=say)
+    if dist.is_main:  # rank 0 locks and decides; every rank gets the decision (or the same error)
         try:
-            decision = _decide(run_dir, ident, bool(c.get("resume", False)), bool(c.get("overwrite", False)))
-        except ConfigError as err:
+            lock.acquire()
+            decision = _decide(run_dir, ident, c["resume"], c["overwrite"])
+        except (ConfigError, LockedError) as err:
+            lock.release()
             decision = ("error", str(err))
     action, ckpt_path = dist.broadcast_object(decision)
     if action == "error":
         raise ConfigError(ckpt_path)
+    try:
+        return _train_locked(c, dist, builder, hooks, say, info, run_dir, ident, action, ckpt_path, start)
+    finally:
+        lock.release()
+
+
+def _train_locked(c, dist, builder, hooks, say, info, run_dir, ident, action, ckpt_path, start) -> TrainResult:
+    data = c["data"]
+    seed = c["seed"]
+    tcfg = TrainConfig.from_dict(c["train"])
     if action == "done":
         say(f"{run_dir} is already trained with this config; nothing to do")
         done = json.loads((run_dir / DONE_FILE).read_text())
