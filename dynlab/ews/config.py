@@ -46,6 +46,8 @@ class AnalysisConfig:
     min_points: int = option(40, "series with fewer analysed points are left out (and counted)", ge=10)
     length_step: int = option(5, "analysed lengths are rounded down to multiples of this (batching)", ge=1)
     likelihood: bool = option(True, "fit OU and LSN and score the likelihood ratio")
+    lr_input: str = option("detrended", "series the OU/LSN are fitted to: residuals plus the series mean, or raw",
+                           choices=("detrended", "raw"))
 
 
 @dataclass

@@ -12,7 +12,8 @@ Protocol (stated again in every report):
    same member index cut at the same length (or earlier, should it collapse).
 4. Score every series: Kendall τ of each indicator (after detrending, with the
    bandwidth and window as fractions of the series' own length) and the likelihood
-   ratio δ of the LSN against the OU, fitted to the raw series.
+   ratio δ of the LSN against the OU, fitted to the detrended series (residuals plus
+   the mean; ``analysis.lr_input=raw`` for the series itself).
 5. Report, per statistic, the detection rate at ``report.alpha`` false alarms and the
    AUC, with member-block bootstrap intervals (paired over members).
 6. The prosecutor's-fallacy control: control runs that collapsed by chance, cut
@@ -38,6 +39,7 @@ import xarray as xr
 from ..config import to_container
 from ..errors import ConfigError
 from .config import EWSConfig
+from .indicators import indicators as compute_indicators
 from .models import TIPPING_MODELS
 from .roc import auc, detection_rate
 from .scoring import analysed_lengths, score_series
@@ -107,7 +109,7 @@ def _score(x, stop, times, conf):
     lengths = analysed_lengths(stop, conf.time.save_every, x.shape[1], a.length_step)
     return score_series(x, lengths, times, names=a.indicators, detrend=a.detrend, bandwidth=a.bandwidth,
                         span=a.span, window=a.window, min_points=a.min_points, likelihood=a.likelihood,
-                        device=conf.device)
+                        lr_input=a.lr_input, device=conf.device)
 
 
 def _table(neg: Mapping[str, np.ndarray], pos: Mapping[str, np.ndarray], names, conf, *, paired: bool):
@@ -237,7 +239,13 @@ def _lr_bootstrap(x_r, s_r, times, conf) -> list[dict[str, Any]]:
     rows = np.flatnonzero(s_r["n_points"] > 0)[: conf.report.lr_series]
     dt = float(times[1] - times[0])
     for i in rows:
-        b = bootstrap_lr(x_r[i, : s_r["n_points"][i]], dt, n_replicates=conf.report.lr_replicates, seed=conf.seed)
+        series = x_r[i, : s_r["n_points"][i]]
+        if conf.analysis.lr_input == "detrended":
+            a = conf.analysis
+            ds = compute_indicators(series, detrend=a.detrend, bandwidth=a.bandwidth, span=a.span, window=a.window,
+                                    indicators=["variance"])
+            series = ds["residuals"].values + series.mean()
+        b = bootstrap_lr(series, dt, n_replicates=conf.report.lr_replicates, seed=conf.seed)
         res.append(dict(member=int(i), n_points=int(s_r["n_points"][i]), delta=float(b.observed[0]),
                         p_value=float(b.p_value[0]), auc=float(b.auc[0]), power=float(b.power[0]),
                         m=float(b.m[0]), m_stderr=float(b.m_stderr[0]), failed_fits=int(b.failed[0]),

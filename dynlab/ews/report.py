@@ -114,8 +114,9 @@ def write_report(out: Path, conf, summary: dict[str, Any], model, paths: dict[st
              f"{a.min_points} points are left out; lengths rounded down to multiples of {a.length_step}.",
              f"- Negatives: control run of the same member index cut at the same length. Indicators: {a.detrend} "
              f"detrending (bandwidth {a.bandwidth:g}, span {a.span:g}), rolling window {a.window:g} of each "
-             "series; score = Kendall τ against time. Likelihood ratio δ = −2(log L_OU − log L_LSN) on the raw "
-             "series (Boettiger & Hastings 2012, consistent moment equations).",
+             "series; score = Kendall τ against time. Likelihood ratio δ = −2(log L_OU − log L_LSN) on the "
+             + ("raw series" if a.lr_input == "raw" else "residuals plus the series mean")
+             + " (Boettiger & Hastings 2012, consistent moment equations).",
              f"- Intervals: {conf.report.ci:.0%} member-block bootstrap ({conf.report.n_boot} replicates, "
              "dynlab.eval.stats.bootstrap), paired over members.", "",
              "## Transitions", "",

@@ -32,10 +32,15 @@ def analysed_lengths(stop: np.ndarray, save_every: float, n_times: int, step: in
 
 def score_series(x: np.ndarray, lengths: np.ndarray, times: np.ndarray, *, names: Sequence[str], detrend: str,
                  bandwidth: float, span: float, window: float, min_points: int, likelihood: bool,
-                 device=None) -> dict[str, np.ndarray]:
+                 lr_input: str = "detrended", device=None) -> dict[str, np.ndarray]:
     """τ of each indicator (``tau_<name>``), δ (``lr``), the fitted ramp ``m`` and its standard
     error ``m_se``, fit flags and ``n_points`` for each row of ``x`` ``(N, T)`` cut to ``lengths``
-    ``(N,)``. Rows shorter than ``min_points`` get NaN (``n_points`` 0)."""
+    ``(N,)``. Rows shorter than ``min_points`` get NaN (``n_points`` 0).
+
+    ``lr_input="detrended"`` fits the OU and LSN to the residuals plus the series' mean (the
+    trend of the mean removed, the changing resilience kept: a ramped driver moves the
+    equilibrium far more than the LSN's √R level can follow); ``"raw"`` to the series itself.
+    """
     N = x.shape[0]
     out = {f"tau_{n}": np.full(N, np.nan) for n in names}
     out.update(lr=np.full(N, np.nan), m=np.full(N, np.nan), m_se=np.full(N, np.nan),
@@ -54,7 +59,8 @@ def score_series(x: np.ndarray, lengths: np.ndarray, times: np.ndarray, *, names
             out[f"tau_{n}"][idx] = tau[n].values
         out["n_points"][idx] = L
         if likelihood:
-            delta, ou, lsn = likelihood_ratio(torch.as_tensor(seg, dtype=torch.float64), dt)
+            lr_data = seg if lr_input == "raw" else ds["residuals"].values + seg.mean(-1, keepdims=True)
+            delta, ou, lsn = likelihood_ratio(torch.as_tensor(lr_data, dtype=torch.float64), dt)
             out["lr"][idx] = delta.numpy()
             out["m"][idx] = lsn.m.numpy()
             out["m_se"][idx] = lsn.stderr[:, 1].numpy()
