@@ -39,7 +39,7 @@ def as_batch(x, device=None) -> tuple[torch.Tensor, tuple[str, ...], dict, np.nd
         dims = tuple(d for d in x.dims if d != "time")
         coords = {k: v for k, v in x.coords.items() if "time" not in v.dims}
         times = np.asarray(x["time"].values if "time" in x.coords else np.arange(x.sizes["time"]))
-        data = torch.as_tensor(np.asarray(x.values))
+        data = torch.as_tensor(np.array(x.values))
     else:
         data = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
         if data.ndim < 1:
@@ -87,7 +87,7 @@ def indicators(x, *, detrend: str = "gaussian", bandwidth: float = 0.2, span: fl
     need = max(ROLLING[n][1] for n in names)
     if not need <= w <= T:
         raise ValueError(f"window={window!r} gives {w} points; it needs {need} <= window <= T={T} for {names}")
-    t = torch.as_tensor(np.asarray(times, dtype=np.float64) if np.issubdtype(np.asarray(times).dtype, np.number)
+    t = torch.as_tensor(np.array(times, dtype=np.float64) if np.issubdtype(np.asarray(times).dtype, np.number)
                         else np.arange(T, dtype=np.float64), device=data.device)
     trend = DETRENDERS[detrend](data, t, bandwidth=bandwidth, span=span)
     resid = data - trend
