@@ -79,6 +79,20 @@ def test_likelihood_ratio_null_distribution_large_n():
     assert abs(np.quantile(d, 0.95) - scipy.stats.chi2(1).ppf(0.95)) < 0.5
 
 
+def test_fits_of_series_of_different_lengths_in_one_batch_equal_separate_fits():
+    x = _ou_paths(3, 300, seed=8)
+    lengths = torch.tensor([300, 120, 57])
+    padded = x.clone()
+    padded[1, 120:], padded[2, 57:] = 1e6, -3.0                 # anything beyond a length is ignored
+    delta, ou, lsn = likelihood_ratio(padded, 1.0, lengths=lengths)
+    for i, L in enumerate(lengths.tolist()):
+        d1, ou1, lsn1 = likelihood_ratio(x[i:i + 1, :L], 1.0)
+        torch.testing.assert_close(ou.r[i:i + 1], ou1.r, rtol=1e-10, atol=0)
+        torch.testing.assert_close(ou.stderr[i:i + 1], ou1.stderr, rtol=1e-8, atol=0)
+        torch.testing.assert_close(lsn.loglik[i:i + 1], lsn1.loglik, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(delta[i:i + 1], d1, rtol=1e-6, atol=1e-7)
+
+
 def test_bootstrap_counts_and_separates_an_lsn_series():
     g = torch.Generator().manual_seed(7)
     one = lambda v: torch.tensor([v], dtype=torch.float64)  # noqa: E731

@@ -30,7 +30,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch.func import grad, hessian, vmap
 
 __all__ = ["OUFit", "LSNFit", "fit_ou", "fit_lsn", "ou_loglik", "lsn_loglik", "simulate_ou", "simulate_lsn",
            "likelihood_ratio"]
@@ -38,16 +37,30 @@ __all__ = ["OUFit", "LSNFit", "fit_ou", "fit_lsn", "ou_loglik", "lsn_loglik", "s
 LOG_2PI = math.log(2 * math.pi)
 
 
-def _gauss_loglik(x_next, mean, var):
-    return -0.5 * (LOG_2PI + torch.log(var) + (x_next - mean) ** 2 / var).sum(-1)
+def _gauss_loglik(x_next, mean, var, w=None):
+    terms = LOG_2PI + torch.log(var) + (x_next - mean) ** 2 / var
+    return -0.5 * (terms if w is None else torch.where(w, terms, torch.zeros_like(terms))).sum(-1)
 
 
-def ou_loglik(x: torch.Tensor, dt: float, r, theta, sigma) -> torch.Tensor:
-    """Conditional log-likelihood of ``x`` ``(B, T)`` under OU ``(B,)`` parameters: ``(B,)``."""
+def step_mask(x: torch.Tensor, lengths=None) -> torch.Tensor:
+    """Which transitions ``n → n+1`` ``(B, T−1)`` lie inside each series' first ``lengths`` points."""
+    n = torch.arange(x.shape[-1] - 1, device=x.device)
+    if lengths is None:
+        return torch.ones(x.shape[0], x.shape[-1] - 1, dtype=torch.bool, device=x.device)
+    lengths = torch.as_tensor(lengths, device=x.device)
+    if lengths.shape != (x.shape[0],) or (lengths < 5).any() or (lengths > x.shape[-1]).any():
+        raise ValueError(f"lengths must have shape ({x.shape[0]},) with 5 <= lengths <= T={x.shape[-1]}")
+    return n[None, :] < (lengths[:, None] - 1)
+
+
+def ou_loglik(x: torch.Tensor, dt: float, r, theta, sigma, lengths=None) -> torch.Tensor:
+    """Conditional log-likelihood of ``x`` ``(B, T)`` under OU ``(B,)`` parameters: ``(B,)``
+    (over each series' first ``lengths`` points if given)."""
     r, theta, sigma = (torch.as_tensor(v, dtype=x.dtype)[..., None] for v in (r, theta, sigma))
     decay = torch.exp(-r * dt)
     var = sigma ** 2 * (-torch.expm1(-2 * r * dt)) / (2 * r)
-    return _gauss_loglik(x[..., 1:], theta + (x[..., :-1] - theta) * decay, var.expand_as(x[..., 1:]))
+    return _gauss_loglik(x[..., 1:], theta + (x[..., :-1] - theta) * decay, var.expand_as(x[..., 1:]),
+                         step_mask(x, lengths))
 
 
 def _lsn_moments(x: torch.Tensor, dt: float, R0, m, theta, sigma):
@@ -60,13 +73,14 @@ def _lsn_moments(x: torch.Tensor, dt: float, R0, m, theta, sigma):
     return mean, var, R, level
 
 
-def lsn_loglik(x: torch.Tensor, dt: float, R0, m, theta, sigma) -> torch.Tensor:
+def lsn_loglik(x: torch.Tensor, dt: float, R0, m, theta, sigma, lengths=None) -> torch.Tensor:
     """Conditional log-likelihood under the LSN ``(B,)`` parameters: ``(B,)``; −inf where R or
     θ + √R leaves (0, ∞) on the series."""
     R0, m, theta, sigma = (torch.as_tensor(v, dtype=x.dtype, device=x.device) for v in (R0, m, theta, sigma))
     mean, var, R, level = _lsn_moments(x, dt, R0, m, theta, sigma)
-    ok = (R > 0).all(-1) & (level > 0).all(-1)
-    ll = _gauss_loglik(x[..., 1:], mean, var)
+    w = step_mask(x, lengths)
+    ok = ((R > 0) | ~w).all(-1) & ((level > 0) | ~w).all(-1)
+    ll = _gauss_loglik(x[..., 1:], torch.where(w, mean, x[..., 1:]), torch.where(w, var, torch.ones_like(var)), w)
     return torch.where(ok & torch.isfinite(ll), ll, torch.full_like(ll, -math.inf))
 
 
@@ -106,39 +120,57 @@ def _check_series(x, dt):
         raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
 
 
-def _ou_nll_single(p, x, dt):
-    r, theta, sigma = torch.exp(p[0]), p[1], torch.exp(p[2])
+def _ou_nll(p, x, dt, w):
+    """Negative log-likelihood ``(B,)`` of the OU at ``p = (ln r, θ, ln σ)`` ``(B, 3)``."""
+    r, theta, sigma = torch.exp(p[:, :1]), p[:, 1:2], torch.exp(p[:, 2:3])
     decay = torch.exp(-r * dt)
     var = sigma ** 2 * (-torch.expm1(-2 * r * dt)) / (2 * r)
-    mean = theta + (x[:-1] - theta) * decay
-    return 0.5 * (LOG_2PI + torch.log(var) + (x[1:] - mean) ** 2 / var).sum()
+    mean = theta + (x[:, :-1] - theta) * decay
+    return -_gauss_loglik(x[:, 1:], mean, var.expand_as(mean), w)
 
 
-def _stderr(nll, p, x, dt):
-    H = vmap(hessian(nll), in_dims=(0, 0, None))(p, x, dt)
+def _grad_hess(nll, p, x, dt, w):
+    """Per-series gradient ``(B, k)`` and Hessian ``(B, k, k)`` of a batched negative
+    log-likelihood (series are independent, so derivatives of the sum are per series);
+    plain reverse mode, one double-backward pass per parameter."""
+    with torch.enable_grad():
+        q = p.detach().requires_grad_(True)
+        value = nll(q, x, dt, w)
+        (g,) = torch.autograd.grad(value.sum(), q, create_graph=True)
+        rows = [torch.autograd.grad(g[:, k].sum(), q, retain_graph=k < p.shape[1] - 1)[0] for k in range(p.shape[1])]
+    return g.detach(), torch.stack(rows, 1).detach()
+
+
+def _stderr(nll, p, x, dt, w):
+    _, H = _grad_hess(nll, p, x, dt, w)
+    H = 0.5 * (H + H.transpose(-1, -2))
     eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
     cov = torch.linalg.solve(H + 1e-300 * eye, eye.expand_as(H))
     return torch.sqrt(torch.clamp(torch.diagonal(cov, dim1=-2, dim2=-1), min=0)), H
 
 
-def fit_ou(x: torch.Tensor, dt: float) -> OUFit:
+def fit_ou(x: torch.Tensor, dt: float, lengths=None) -> OUFit:
     """Closed-form OU MLE of each row of ``x`` ``(B, T)`` (module docstring), with standard errors
-    of (r, θ, σ) from the observed information."""
+    of (r, θ, σ) from the observed information. ``lengths`` ``(B,)``: use only each series'
+    first ``lengths`` points (series of different lengths in one batch)."""
     _check_series(x, dt)
     x = x.to(torch.float64)
+    w = step_mask(x, lengths)
+    wf = w.to(x.dtype)
+    count = wf.sum(-1)
     a_, b_ = x[:, :-1], x[:, 1:]
-    ma, mb = a_.mean(-1), b_.mean(-1)
-    b = ((a_ - ma[:, None]) * (b_ - mb[:, None])).sum(-1) / ((a_ - ma[:, None]) ** 2).sum(-1)
+    ma, mb = (wf * a_).sum(-1) / count, (wf * b_).sum(-1) / count
+    b = (wf * (a_ - ma[:, None]) * (b_ - mb[:, None])).sum(-1) / (wf * (a_ - ma[:, None]) ** 2).sum(-1)
     a = mb - b * ma
-    s2 = ((b_ - a[:, None] - b[:, None] * a_) ** 2).mean(-1)
+    s2 = (wf * (b_ - a[:, None] - b[:, None] * a_) ** 2).sum(-1) / count
     converged = (b > 0) & (b < 1) & (s2 > 0)
     bb = torch.where(converged, b, torch.full_like(b, 0.5))
     r = -torch.log(bb) / dt
     theta = a / (1 - bb)
     sigma = torch.sqrt(2 * r * s2 / (1 - bb ** 2))
-    ll = ou_loglik(x, dt, r, theta, sigma)
+    ll = ou_loglik(x, dt, r, theta, sigma, lengths)
     p = torch.stack([torch.log(r), theta, torch.log(sigma)], -1)
-    se, _ = _stderr(_ou_nll_single, p, x, dt)
+    se, _ = _stderr(_ou_nll, p, x, dt, w)
     se = se * torch.stack([r, torch.ones_like(r), sigma], -1)           # delta method back to (r, θ, σ)
     nan = torch.full_like(r, math.nan)
     fix = lambda v: torch.where(converged, v, nan)                       # noqa: E731
@@ -146,22 +178,23 @@ def fit_ou(x: torch.Tensor, dt: float) -> OUFit:
                  torch.where(converged[:, None], se, nan[:, None]))
 
 
-def _lsn_nll_single(p, x, dt):
-    R0, m, theta, sigma = torch.exp(p[0]), p[1], p[2], torch.exp(p[3])
+def _lsn_nll(p, x, dt, w):
+    """Negative log-likelihood ``(B,)`` of the LSN at ``p = (ln R0, m, θ, ln σ)`` ``(B, 4)``;
+    +inf where R or θ + √R leaves (0, ∞) on the series."""
+    R0, m, theta, sigma = torch.exp(p[:, :1]), p[:, 1:2], p[:, 2:3], torch.exp(p[:, 3:4])
     n = torch.arange(x.shape[-1] - 1, dtype=x.dtype, device=x.device)
     R = R0 + m * (n + 0.5) * dt
-    Rs = torch.clamp(R, min=1e-300)
-    s = torch.sqrt(Rs)
+    s = torch.sqrt(torch.clamp(R, min=1e-300))
     level = theta + s
     lv = torch.clamp(level, min=1e-300)
-    mean = level + (x[:-1] - level) * torch.exp(-2 * s * dt)
+    mean = level + (x[:, :-1] - level) * torch.exp(-2 * s * dt)
     var = sigma ** 2 * lv * (-torch.expm1(-4 * s * dt)) / (4 * s)
-    nll = 0.5 * (LOG_2PI + torch.log(var) + (x[1:] - mean) ** 2 / var).sum()
-    bad = (R <= 0).any() | (level <= 0).any()
+    nll = -_gauss_loglik(x[:, 1:], mean, var, w)
+    bad = ((R <= 0) & w).any(-1) | ((level <= 0) & w).any(-1)
     return torch.where(bad, torch.full_like(nll, math.inf), nll)
 
 
-def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, max_iter: int = 100,
+def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, lengths=None, max_iter: int = 100,
             tol: float = 1e-9) -> LSNFit:
     r"""Batched MLE of the LSN for each row of ``x`` ``(B, T)``, started from the OU fit.
 
@@ -173,22 +206,22 @@ def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, max_iter: 
     """
     _check_series(x, dt)
     x = x.to(torch.float64)
-    ou = init if init is not None else fit_ou(x, dt)
+    w = step_mask(x, lengths)
+    ou = init if init is not None else fit_ou(x, dt, lengths)
     # OU start mapped onto the LSN with m = 0: 2√R0 = r, θ + √R0 = θ_OU, σ√θ_OU = σ_OU
     r = torch.where(ou.converged, ou.r, torch.full_like(ou.r, 1.0 / (x.shape[-1] * dt)))
-    th_ou = torch.where(ou.converged, ou.theta, x.mean(-1))
-    sd = x[:, 1:].sub(x[:, :-1]).std(-1)
+    wf = w.to(x.dtype)
+    th_ou = torch.where(ou.converged, ou.theta, (wf * x[:, 1:]).sum(-1) / wf.sum(-1))
+    sd = torch.sqrt((wf * x[:, 1:].sub(x[:, :-1]) ** 2).sum(-1) / wf.sum(-1))
     sig_ou = torch.where(ou.converged, ou.sigma, sd / math.sqrt(dt))
     R0 = (r / 2) ** 2
     theta = th_ou - r / 2
     sigma = sig_ou / torch.sqrt(torch.clamp(th_ou, min=1e-12))
     p = torch.stack([torch.log(R0), torch.zeros_like(R0), theta, torch.log(sigma)], -1)
-    f = vmap(_lsn_nll_single, in_dims=(0, 0, None))
-    g_f = vmap(grad(_lsn_nll_single), in_dims=(0, 0, None))
-    h_f = vmap(hessian(_lsn_nll_single), in_dims=(0, 0, None))
+    f = _lsn_nll
     B = x.shape[0]
     lam = torch.full((B,), 1e-3, dtype=x.dtype)
-    nll = f(p, x, dt)
+    nll = f(p, x, dt, w)
     done = ~torch.isfinite(nll)                                          # failed starts stay put
     converged = torch.zeros(B, dtype=torch.bool)
     iterations = torch.zeros(B, dtype=torch.int64)
@@ -199,7 +232,8 @@ def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, max_iter: 
             break
         idx = active.nonzero().squeeze(-1)
         pa, xa = p[idx], x[idx]
-        g, H = g_f(pa, xa, dt), h_f(pa, xa, dt)
+        g, H = _grad_hess(_lsn_nll, pa, xa, dt, w[idx])
+        H = 0.5 * (H + H.transpose(-1, -2))
         Hd = torch.diagonal(H, dim1=-2, dim2=-1).abs().clamp_min(1e-12)
         try:
             chol, info = torch.linalg.cholesky_ex(H)
@@ -220,7 +254,7 @@ def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, max_iter: 
         A = H[step_ids] + lam[sid][:, None, None] * torch.diag_embed(Hd[step_ids])
         d = torch.linalg.solve(A + 1e-12 * eye, -g[step_ids][..., None])[..., 0]
         trial = p[sid] + d
-        new = f(trial, x[sid], dt)
+        new = f(trial, x[sid], dt, w[sid])
         better = torch.isfinite(new) & (new <= nll[sid])
         p[sid[better]] = trial[better]
         nll[sid[better]] = new[better]
@@ -228,16 +262,16 @@ def fit_lsn(x: torch.Tensor, dt: float, *, init: OUFit | None = None, max_iter: 
         stuck = lam[sid] >= 1e12
         done[sid[stuck]] = True
     R0, m, theta, sigma = torch.exp(p[:, 0]), p[:, 1], p[:, 2], torch.exp(p[:, 3])
-    se, _ = _stderr(_lsn_nll_single, p, x, dt)
+    se, _ = _stderr(_lsn_nll, p, x, dt, w)
     se = se * torch.stack([R0, torch.ones_like(R0), torch.ones_like(R0), sigma], -1)
     return LSNFit(R0, m, theta, sigma, -nll, converged, iterations, se)
 
 
-def likelihood_ratio(x: torch.Tensor, dt: float, **fit_kwargs) -> tuple[torch.Tensor, OUFit, LSNFit]:
-    """:math:`δ = −2(\\log L_{OU} − \\log L_{LSN})` per row of ``x`` ``(B, T)`` and both fits.
-    NaN where the OU fit did not converge."""
-    ou = fit_ou(x, dt)
-    lsn = fit_lsn(x, dt, init=ou, **fit_kwargs)
+def likelihood_ratio(x: torch.Tensor, dt: float, lengths=None, **fit_kwargs) -> tuple[torch.Tensor, OUFit, LSNFit]:
+    """:math:`δ = −2(\\log L_{OU} − \\log L_{LSN})` per row of ``x`` ``(B, T)`` (each over its first
+    ``lengths`` points if given) and both fits. NaN where the OU fit did not converge."""
+    ou = fit_ou(x, dt, lengths)
+    lsn = fit_lsn(x, dt, init=ou, lengths=lengths, **fit_kwargs)
     return -2 * (ou.loglik - lsn.loglik), ou, lsn
 
 

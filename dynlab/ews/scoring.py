@@ -46,6 +46,7 @@ def score_series(x: np.ndarray, lengths: np.ndarray, times: np.ndarray, *, names
     out.update(lr=np.full(N, np.nan), m=np.full(N, np.nan), m_se=np.full(N, np.nan),
                fit_ok=np.zeros(N, dtype=bool), n_points=np.zeros(N, dtype=np.int64))
     dt = float(times[1] - times[0]) if len(times) > 1 else 1.0
+    lr_x = np.zeros(x.shape, dtype=np.float64)
     for L in np.unique(lengths):
         if L < min_points:
             continue
@@ -59,12 +60,17 @@ def score_series(x: np.ndarray, lengths: np.ndarray, times: np.ndarray, *, names
             out[f"tau_{n}"][idx] = tau[n].values
         out["n_points"][idx] = L
         if likelihood:
-            lr_data = seg if lr_input == "raw" else ds["residuals"].values + seg.mean(-1, keepdims=True)
-            delta, ou, lsn = likelihood_ratio(torch.as_tensor(lr_data, dtype=torch.float64), dt)
-            out["lr"][idx] = delta.numpy()
-            out["m"][idx] = lsn.m.numpy()
-            out["m_se"][idx] = lsn.stderr[:, 1].numpy()
-            out["fit_ok"][idx] = (ou.converged & lsn.converged).numpy()
+            lr_x[idx, :L] = seg if lr_input == "raw" else ds["residuals"].values + seg.mean(-1, keepdims=True)
+            lr_x[idx, L:] = lr_x[idx, L - 1:L]                      # padding, outside every likelihood
+    rows = np.flatnonzero(out["n_points"] > 0)
+    if likelihood and rows.size:  # one batched fit for every length (the likelihoods are masked)
+        longest = int(out["n_points"].max())
+        delta, ou, lsn = likelihood_ratio(torch.as_tensor(lr_x[rows, :longest], dtype=torch.float64), dt,
+                                          lengths=torch.as_tensor(out["n_points"][rows]))
+        out["lr"][rows] = delta.numpy()
+        out["m"][rows] = lsn.m.numpy()
+        out["m_se"][rows] = lsn.stderr[:, 1].numpy()
+        out["fit_ok"][rows] = (ou.converged & lsn.converged).numpy()
     return out
 
 
