@@ -9,6 +9,8 @@ from .surrogates import surrogate_test
 from .sensitivity import plot_tau_sensitivity, tau_sensitivity
 from .transitions import allee_transition, first_crossing, may_transition
 
-__all__ = ["INDICATORS", "indicators", "kendall_tau", "fit_ou", "fit_lsn", "likelihood_ratio", "bootstrap_lr",
+from .emulator import MayTruth, emulator_ews, recovery_rates, stochastic_rollouts
+
+__all__ = ["MayTruth", "emulator_ews", "recovery_rates", "stochastic_rollouts", "INDICATORS", "indicators", "kendall_tau", "fit_ou", "fit_lsn", "likelihood_ratio", "bootstrap_lr",
            "auc", "detection_rate", "roc_curve", "surrogate_test", "tau_sensitivity", "plot_tau_sensitivity",
            "allee_transition", "first_crossing", "may_transition"]
