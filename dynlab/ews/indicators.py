@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 
 from .detrend import DETRENDERS, points
-from .rolling import ROLLING
+from .rolling import ROLLING, Windows
 
 __all__ = ["indicators", "INDICATORS", "as_batch", "window_points"]
 
@@ -92,8 +92,9 @@ def indicators(x, *, detrend: str = "gaussian", bandwidth: float = 0.2, span: fl
     trend = DETRENDERS[detrend](data, t, bandwidth=bandwidth, span=span)
     resid = data - trend
     out = {"state": data, "trend": trend, "residuals": resid}
+    windows = Windows(resid, data, w)
     for n in names:
-        out[n] = ROLLING[n][0](resid, data, w)
+        out[n] = ROLLING[n][0](windows)
     full_dims = dims + ("time",)
     ds = xr.Dataset({k: (full_dims, v.reshape(*batch_shape, T).cpu().numpy()) for k, v in out.items()},
                     coords={**coords, "time": times})

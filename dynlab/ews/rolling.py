@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["ROLLING", "window_sums"]
+__all__ = ["ROLLING", "Windows", "window_sums"]
 
 
 def window_sums(v: torch.Tensor, w: int) -> torch.Tensor:
@@ -35,43 +35,54 @@ def window_sums(v: torch.Tensor, w: int) -> torch.Tensor:
     return out
 
 
-def _central(r: torch.Tensor, w: int):
-    """Window count, mean and central sums S2, S3, S4 of ``r`` ``(B, T)`` over trailing windows."""
-    z = r - r.nanmean(dim=-1, keepdim=True)
-    s1, s2 = window_sums(z, w), window_sums(z * z, w)
-    mean = s1 / w
-    return z, mean, s1, s2
+class Windows:
+    """Trailing-window sums of one batch, computed once and shared by every indicator.
+
+    ``r`` residuals and ``x`` state ``(B, T)``, window ``w``. The residuals are centred by
+    each series' mean before any power is summed (shift invariance keeps the cumulative
+    sums from cancelling)."""
+
+    def __init__(self, r: torch.Tensor, x: torch.Tensor, w: int):
+        self.r, self.x, self.w = r, x, w
+        self.z = r - r.mean(dim=-1, keepdim=True)
+        self._sums: dict[int, torch.Tensor] = {}
+
+    def power_sum(self, k: int) -> torch.Tensor:
+        if k not in self._sums:
+            self._sums[k] = window_sums(self.z ** k if k > 1 else self.z, self.w)
+        return self._sums[k]
 
 
-def variance(r, x, w):
-    _, mean, s1, s2 = _central(r, w)
-    return (s2 - s1 * mean) / (w - 1)
+def variance(win: Windows):
+    w = win.w
+    s1, s2 = win.power_sum(1), win.power_sum(2)
+    return (s2 - s1 * s1 / w) / (w - 1)
 
 
-def std(r, x, w):
-    return variance(r, x, w).clamp_min(0).sqrt()
+def std(win: Windows):
+    return variance(win).clamp_min(0).sqrt()
 
 
-def cv(r, x, w):
-    return std(r, x, w) / (window_sums(x, w) / w)
+def cv(win: Windows):
+    return std(win) / (window_sums(win.x, win.w) / win.w)
 
 
-def ac1(r, x, w):
-    z = r - r.nanmean(dim=-1, keepdim=True)
+def ac1(win: Windows):
+    z = win.z
     a, b = z[..., :-1], z[..., 1:]                                 # pairs (z_j, z_{j+1})
-    n = w - 1
+    n = win.w - 1
     sa, sb = window_sums(a, n), window_sums(b, n)
     saa, sbb, sab = window_sums(a * a, n), window_sums(b * b, n), window_sums(a * b, n)
     cov = sab - sa * sb / n
     va, vb = saa - sa * sa / n, sbb - sb * sb / n
-    out = torch.full_like(r, float("nan"))
+    out = torch.full_like(z, float("nan"))
     out[..., 1:] = cov / (va * vb).sqrt()                          # pair j ends at index j + 1
     return out
 
 
-def _moments(r, w):
-    z = r - r.nanmean(dim=-1, keepdim=True)
-    s1, s2, s3, s4 = (window_sums(z ** k, w) for k in (1, 2, 3, 4))
+def _moments(win: Windows):
+    w = win.w
+    s1, s2, s3, s4 = (win.power_sum(k) for k in (1, 2, 3, 4))
     mu = s1 / w
     m2 = s2 / w - mu ** 2
     m3 = s3 / w - 3 * mu * s2 / w + 2 * mu ** 3
@@ -79,20 +90,20 @@ def _moments(r, w):
     return m2, m3, m4
 
 
-def skewness(r, x, w):
-    m2, m3, _ = _moments(r, w)
-    n = float(w)
+def skewness(win: Windows):
+    m2, m3, _ = _moments(win)
+    n = float(win.w)
     return (n * (n - 1)) ** 0.5 / (n - 2) * m3 / m2 ** 1.5
 
 
-def kurtosis(r, x, w):
-    m2, _, m4 = _moments(r, w)
-    n = float(w)
+def kurtosis(win: Windows):
+    m2, _, m4 = _moments(win)
+    n = float(win.w)
     return (n - 1) / ((n - 2) * (n - 3)) * ((n + 1) * (m4 / m2 ** 2 - 3) + 6)
 
 
-# name -> (function of residuals r (B, T), state x (B, T), window w; smallest window it needs)
-ROLLING: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], int]] = {
+# name -> (function of the shared window sums, smallest window it needs)
+ROLLING: dict[str, tuple[Callable[[Windows], torch.Tensor], int]] = {
     "variance": (variance, 2),
     "std": (std, 2),
     "cv": (cv, 2),
