@@ -130,21 +130,25 @@ class SlabOcean0D(AbstractSystem):
     @property
     def variables(self):
         return (Variable("T", ("time",), "K", "global-mean surface temperature anomaly"),
-                Variable("N_toa", ("time",), "W m-2", "net downward top-of-atmosphere energy flux (F + feedback*T)"),
-                Variable("forcing", ("time",), "W m-2", "CO2 radiative forcing 5.35 ln(co2/co2_reference)"),
-                Variable("co2", ("time",), "ppm", "atmospheric CO2 concentration"))
+                Variable("N_toa", ("time",), "W m-2", "net downward top-of-atmosphere energy flux (F + feedback*T)",
+                         role="diagnostic"),
+                Variable("forcing", ("time",), "W m-2", "CO2 radiative forcing 5.35 ln(co2/co2_reference)",
+                         role="forcing"),
+                Variable("co2", ("time",), "ppm", "atmospheric CO2 concentration", role="forcing"))
 
     def observables(self, x):
         return {"T": x[..., 0]}
 
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """The default ensemble run (:func:`simulators.run_members`) plus the scenario's
-        ``co2`` and ``forcing`` and the TOA imbalance at the saved times."""
-        out = super().simulate(integrator, grid, seed=seed, members=members, dtype=dtype, device=device,
-                               progress=progress)
-        T = out["T"]  # (M, n_saves)
-        co2 = self.scenario.co2_series(grid.times).to(dtype=dtype, device=T.device)
-        forcing = torch.tensor([self.forcing(float(t)) for t in grid.times], dtype=dtype, device=T.device)
-        M = T.shape[0]
-        return {"T": T, "N_toa": forcing + self.params.feedback * T,
-                "forcing": forcing.expand(M, -1).clone(), "co2": co2.expand(M, -1).clone()}
+    def time_outputs(self, times, dtype=torch.float64):
+        """The scenario's ``co2`` (ppm) and its ``forcing`` (W m⁻²) at the saved times, each ``(T,)``."""
+        return {"co2": self.scenario.co2_series(times.cpu()).to(dtype=dtype, device=times.device),
+                "forcing": self.forcing_series(times, dtype)}
+
+    def forcing_series(self, times: torch.Tensor, dtype=torch.float64) -> torch.Tensor:
+        """:math:`F(t)` at ``times`` ``(T,)`` as a ``(T,)`` tensor of ``dtype``."""
+        return torch.tensor([self.forcing(float(t)) for t in times.cpu()], dtype=dtype, device=times.device)
+
+    def diagnostics(self, times, x):
+        """The TOA imbalance :math:`N = F + λT` of the saved states, ``(M, T)``."""
+        forcing = self.forcing_series(times, x.dtype)
+        return {"N_toa": forcing + self.params.feedback * x[..., 0]}

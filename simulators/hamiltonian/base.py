@@ -234,6 +234,14 @@ class AbstractHamiltonianSystem(AbstractSystem):
         return "leapfrog" if self.separable and not self.has_friction else "rk4"
 
     # -- per-member parameters --------------------------------------------------------
+    def member_parameters(self, rng: CounterRNG, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The driver's per-member-parameter hook: :meth:`sample_parameters`, or nothing
+        for a system already bound to per-member values."""
+        if self._member_values:
+            return {}
+        return self.sample_parameters(rng, dtype=dtype, device=device)
+
     def sample_parameters(self, rng: CounterRNG, dtype: torch.dtype = torch.float64,
                           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Draw the ``randomize`` parameters: ``name -> (M,)``, uniform on ``(low, high]``.
@@ -308,23 +316,6 @@ class AbstractHamiltonianSystem(AbstractSystem):
         """``energy`` H and its tendency :math:`\\dot H = -\\gamma\\lVert\\partial_p H\\rVert^2`."""
         return {"energy": self.energy(x),
                 "energy_tendency": self._member_last(x, lambda y: self.energy_tendency(*self.split(y)))}
-
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """As :meth:`AbstractSystem.simulate`; with ``randomize`` the drawn
-        parameters are bound per member and returned as variables ``name -> (M,)``."""
-        from ..ensemble import run_members
-
-        members = list(members)
-        ranges = self.params.randomize or {}
-        if not ranges or self._member_values:
-            return run_members(self, integrator, grid, seed=seed, members=members, dtype=dtype,
-                               device=device, progress=progress)
-        rng = CounterRNG(seed, members).to(device)
-        values = self.sample_parameters(rng, dtype=dtype, device=device)
-        out = run_members(self.bind(values), integrator, grid, seed=seed, members=members, dtype=dtype,
-                          device=device, progress=progress)
-        out.update(values)
-        return out
 
     def __repr__(self) -> str:
         text = super().__repr__()
