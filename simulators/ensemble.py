@@ -106,7 +106,7 @@ def run_members(system: "AbstractSystem", integrator: "AbstractIntegrator", grid
     out = dict(system.observables(traj))
     out.update(system.diagnostics(times, traj))
     M = traj.shape[0]
-    for name, series in system.time_outputs(times, dtype).items():
+    for name, series in system.time_outputs(times, dtype).items():  # (T,), or (M, T) for per-member levels
         out[name] = series.to(dtype=dtype, device=traj.device).expand(M, -1).clone()
     out.update(values)
     return out
