@@ -71,9 +71,11 @@ def run_members(system: "AbstractSystem", integrator: "AbstractIntegrator", grid
     the observables and diagnostics ``(M, n_saves, *var_dims)``, the time outputs
     ``(M, n_saves)`` and the per-member parameters ``(M,)``. ``progress(n)`` is
     called with the number of integration steps done since its previous call.
-    Raises :class:`BlowUpError` naming the first member whose state is non-finite.
+    Raises ``ValueError`` first if the integrator or the grid does not suit the
+    system, and :class:`BlowUpError` naming the first member whose state is non-finite.
     """
     integrator.check_system(system)
+    system.check_grid(grid, integrator)
     members = torch.as_tensor(list(members), dtype=torch.int64)
     rng = CounterRNG(seed, members).to(device)
     values = system.member_parameters(rng, dtype=dtype, device=device)

@@ -27,7 +27,7 @@ def test_no_time_stepped_system_overrides_simulate():
     stepped = {name: cls for name, cls in SYSTEMS.items() if not _path_sampled(cls)}
     assert {"lorenz96", "slab_ocean_0d", "ebm_1d", "may_grazing", "lsn", "pendulum"} <= set(stepped)
     overriding = sorted(name for name, cls in stepped.items() if cls.simulate is not AbstractSystem.simulate)
-    assert overriding == ["ebm_1d"]  # until the EBM runs through the registry
+    assert overriding == []
 
 
 def _runtime_imports(path: Path) -> set[str]:
