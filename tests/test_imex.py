@@ -13,7 +13,7 @@ from scipy.linalg import expm
 
 from simulators import CounterRNG, TimeGrid, make_integrator, make_system
 from simulators.core import Params, Variable
-from simulators.split import AbstractSplitSystem, DiagonalOperator, TridiagonalOperator
+from simulators.split import AbstractSplitSystem, BorderedOperator, DiagonalOperator, TridiagonalOperator
 
 
 class ForcedLinear(AbstractSplitSystem):
@@ -168,3 +168,44 @@ def test_registry_refuses_what_imex_cannot_integrate():
     with pytest.raises(ValueError, match="stochastic.*imex_euler"):
         make_integrator("imex").check_system(ForcedLinear([-1.0], noise=0.1))
     make_integrator("imex_euler").check_system(ForcedLinear([-1.0], noise=0.1))
+
+
+def _random_tridiagonal(n, symmetrisable, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lower = -torch.rand(n, generator=g, dtype=torch.float64) - 0.1
+    upper = -torch.rand(n, generator=g, dtype=torch.float64) - 0.1
+    if not symmetrisable:
+        upper[n // 2] = 0.3  # l_{i+1} u_i < 0 somewhere: no real diagonal similarity to a symmetric matrix
+    return TridiagonalOperator(lower, -(lower.abs() + upper.abs()) - 0.5, upper)
+
+
+@pytest.mark.parametrize("symmetrisable", [True, False])
+def test_tridiagonal_solves_agree_and_do_not_depend_on_the_batch(symmetrisable):
+    """LAPACK (pttrs after symmetrisation, or gttrs) and the Thomas sweep solve (I − aL) y = b
+    to rounding; a row's result has the same bits whatever block it is solved in."""
+    op = _random_tridiagonal(23, symmetrisable)
+    b = torch.randn(40, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    a = 0.7
+    y = op.solve_shifted(a, b)
+    assert op._factors[(a, torch.float64)][0] == ("pt" if symmetrisable else "gt")
+    torch.testing.assert_close(y - a * op.matvec(y), b, rtol=0, atol=1e-13)
+    torch.testing.assert_close(op._solve_thomas(a, b), y, rtol=0, atol=1e-13)
+    for start, size in ((0, 1), (3, 5), (17, 13), (1, 39)):
+        assert torch.equal(op.solve_shifted(a, b[start:start + size]), y[start:start + size])
+    assert op.solve_shifted(a, b.reshape(8, 5, 23)).shape == (8, 5, 23)
+    y32 = op.solve_shifted(a, b.float())
+    assert y32.dtype == torch.float32 and torch.allclose(y32.double(), y, atol=1e-5)
+
+
+def test_bordered_operator_accumulates_the_functional():
+    op = _random_tridiagonal(9, True)
+    row = torch.linspace(0.1, 0.9, 9, dtype=torch.float64)
+    bordered = BorderedOperator(op, row)
+    x = torch.randn(4, 10, dtype=torch.float64)
+    Lx = bordered.matvec(x)
+    torch.testing.assert_close(Lx[:, :-1], op.matvec(x[:, :-1]))
+    torch.testing.assert_close(Lx[:, -1], x[:, :-1] @ row)
+    y = bordered.solve_shifted(0.3, x)
+    torch.testing.assert_close(y - 0.3 * bordered.matvec(y), x, rtol=0, atol=1e-13)
+    with pytest.raises(ValueError, match="last dimension of 10"):
+        bordered.matvec(torch.zeros(2, 9))
