@@ -10,7 +10,7 @@ tendency is :math:`dT/dt = \text{flux} / C_{yr}`, :math:`C_{yr} = C / s_{yr}`
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
@@ -60,7 +60,8 @@ class ForcingParams(Params):
     co2_path: Any = None
     co2_csv: Any = None
     co2_forcing_scale: float = MYHRE_FORCING_SCALE
-    randomize: Any = None
+    randomize: Any = field(default=None, metadata={
+        "help": "CO2 level drawn per member: {co2_multiple: [low, high]} (scenario constant or abrupt), or null"})
 
     #: names of the parameters that ``randomize`` may draw per member
     randomizable = ("co2_multiple",)
