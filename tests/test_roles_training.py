@@ -43,7 +43,7 @@ def test_store_records_roles_and_the_accessor_reads_them(slab_store):
                      "co2_multiple": "forcing"}
     acc = ds.dynlab
     assert acc.roles == roles
-    assert acc.states == ["T"] and sorted(acc.forcings) == ["co2", "forcing"] and acc.diagnostics == ["N_toa"]
+    assert acc.states == ["T"] and acc.forcings == ["co2", "forcing"] and acc.diagnostics == ["N_toa"]  # declared order
     assert acc.dt == 0.05 and acc.save_every == 1.0
     assert acc.config["system"]["randomize"] == {"co2_multiple": [1.0, 4.0]}
     system = acc.system

@@ -152,12 +152,27 @@ class DynlabAccessor:
             out[str(name)] = role
         return out
 
+    @cached_property
+    def _order(self) -> dict[str, int]:
+        """A fixed order of the variables: the system's declaration order where the system can
+        be rebuilt, then by name (a Zarr store lists its arrays in no fixed order)."""
+        declared: list[str] = []
+        if self.has_config:
+            try:
+                declared = [v.name for v in self.system.variables]
+            except MetadataError:
+                declared = []
+        rank = {name: i for i, name in enumerate(declared)}
+        names = sorted(self._ds.data_vars, key=lambda n: (rank.get(str(n), len(rank)), str(n)))
+        return {str(n): i for i, n in enumerate(names)}
+
     def variables_with_role(self, role: str) -> list[str]:
-        """Names of the variables on ``(member, time, ...)`` with ``role``, in store order."""
+        """Names of the variables on ``(member, time, ...)`` with ``role``, in the system's
+        declaration order (then by name), the same in every process."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-        return [name for name, r in self.roles.items()
-                if r == role and self._ds[name].dims[:2] == ("member", "time")]
+        names = [name for name, r in self.roles.items() if r == role and self._ds[name].dims[:2] == ("member", "time")]
+        return sorted(names, key=self._order.__getitem__)
 
     @property
     def states(self) -> list[str]:
