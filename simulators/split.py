@@ -130,8 +130,8 @@ class TridiagonalOperator(AbstractLinearOperator):
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         l, d, u = (t.to(dtype=x.dtype, device=x.device) for t in (self.lower, self.diag, self.upper))
         y = d * x
-        y[..., 1:] += l[1:] * x[..., :-1]
-        y[..., :-1] += u[:-1] * x[..., 1:]
+        y[..., 1:].addcmul_(l[1:], x[..., :-1])
+        y[..., :-1].addcmul_(u[:-1], x[..., 1:])
         return y
 
     def solve_shifted(self, a: float, b: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from .base import AbstractFixedStepIntegrator, register_integrator
 
 __all__ = ["IMEXARS222", "IMEXEuler", "ARS222_GAMMA", "ARS222_DELTA"]
@@ -69,9 +71,9 @@ class IMEXARS222(AbstractFixedStepIntegrator):
         g, d = ARS222_GAMMA, ARS222_DELTA
         a = g * dt
         n1 = system.nonlinear(t, x)
-        y2 = L.solve_shifted(a, x + a * n1)
+        y2 = L.solve_shifted(a, torch.add(x, n1, alpha=a))
         n2 = system.nonlinear(t + a, y2)
-        rhs = x + dt * (d * n1 + (1.0 - d) * n2) + ((1.0 - g) * dt) * L.matvec(y2)
+        rhs = torch.add(x, n1, alpha=d * dt).add_(n2, alpha=(1.0 - d) * dt).add_(L.matvec(y2), alpha=(1.0 - g) * dt)
         return L.solve_shifted(a, rhs)
 
 
