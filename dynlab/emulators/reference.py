@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from simulators import AbstractIntegrator, AbstractSystem, make_integrator, make_system
+from simulators import AbstractIntegrator, AbstractSystem, make_integrator
 
 from .base import AbstractEmulator
 from .codec import StateCodec
