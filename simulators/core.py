@@ -24,11 +24,13 @@ import dataclasses
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import torch
 
-from .random import CounterRNG
+if TYPE_CHECKING:  # type-only: the driver and the integrators import this module, not the reverse
+    from .integrators.base import AbstractIntegrator
+    from .random import CounterRNG
 
 __all__ = [
     "AbstractSystem",
@@ -214,13 +216,25 @@ class AbstractSystem(ABC):
         """Diagonal noise amplitude ``g(t, x)`` (same shape as ``x``) or ``None`` for an ODE."""
         return None
 
+    def noise_term(self, t: float | torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        """The noise's action on standard normals ``xi`` (shaped like ``x``): ``g(t, x) ξ``.
+
+        The default is the diagonal product ``diffusion(t, x) * xi``; a system whose
+        noise enters several components at once (an accumulated budget term that
+        integrates the same noise as the state) overrides it. Stochastic integrators
+        call this instead of multiplying by :meth:`diffusion` themselves."""
+        g = self.diffusion(t, x)
+        if g is None:
+            raise ValueError(f"{self.name} has no noise (diffusion is None)")
+        return g * xi
+
     @property
     def is_stochastic(self) -> bool:
         return False
 
     # -- sampling ---------------------------------------------------------------------
     @abstractmethod
-    def sample_initial(self, rng: CounterRNG, dtype: torch.dtype = torch.float64,
+    def sample_initial(self, rng: "CounterRNG", dtype: torch.dtype = torch.float64,
                        device: torch.device | str = "cpu") -> torch.Tensor:
         """Initial states, shape ``(M, *state_shape)``, one per member of ``rng``."""
 
@@ -249,16 +263,53 @@ class AbstractSystem(ABC):
         """Conserved or budgeted quantities of states ``(..., *state_shape)``."""
         return {}
 
-    def simulate(self, integrator: Any, grid: "TimeGrid", *, seed: int, members: Any,
+    # -- hooks of the one driver (:func:`simulators.run_members`) ----------------------
+    #: True when :meth:`project` must be applied after every step (a fixed-step integrator only)
+    has_projection: ClassVar[bool] = False
+    #: bumped when the bytes this system generates for a given config change
+    generator_version: ClassVar[int] = 0
+
+    def time_outputs(self, times: torch.Tensor, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+        """Output variables that depend on model time only (a prescribed forcing: CO₂,
+        a ramped parameter): ``name -> (T,)`` in ``dtype`` at the saved ``times``
+        ``(T,)`` (float64). The driver broadcasts each to ``(M, T)``. Default: none."""
+        return {}
+
+    def diagnostics(self, times: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Output variables computed from the saved trajectory ``x`` ``(M, T, *state_shape)``
+        at ``times`` ``(T,)`` (N_toa, T_global, H, a budget residual): ``name -> (M, T, ...)``.
+        Default: none."""
+        return {}
+
+    def member_parameters(self, rng: "CounterRNG", dtype: torch.dtype = torch.float64,
+                          device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Parameters drawn per member from each member's own stream: ``name -> (M,)``;
+        the driver binds them (:meth:`bind`) and returns them as variables on ``member``.
+        Default: none."""
+        return {}
+
+    def bind(self, values: Mapping[str, torch.Tensor]) -> "AbstractSystem":
+        """This system with the per-member ``values`` (each ``(M,)``) of
+        :meth:`member_parameters`; the default has none to bind."""
+        if values:
+            raise ValueError(f"{self.name} has no per-member parameters, got {', '.join(values)}")
+        return self
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a state back into the model's domain after each step (e.g. reflection at 0);
+        called only when :attr:`has_projection` is True. Default: the identity."""
+        return x
+
+    def simulate(self, integrator: "AbstractIntegrator", grid: "TimeGrid", *, seed: int, members: Any,
                  dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
                  progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
         """Output variables of the given members: ``name -> (M, *dims)`` with the
-        dims of :attr:`variables`. The default integrates the vector field with
-        :func:`simulators.run_members`; systems that are not time-stepped ODE/SDEs
-        (jump processes, per-member parameters) override it. ``progress(n)`` reports
-        integration steps done. The result for a member may depend only on
-        ``(seed, member index)`` and the configuration."""
-        from .ensemble import run_members
+        dims of :attr:`variables`, computed by the one driver
+        :func:`simulators.run_members` through the hooks above. Time-stepped
+        systems never override it (path-sampled systems have their own driver).
+        ``progress(n)`` reports integration steps done. The result for a member
+        may depend only on ``(seed, member index)`` and the configuration."""
+        from .ensemble import run_members  # deferred: ensemble imports this module
 
         return run_members(self, integrator, grid, seed=seed, members=members, dtype=dtype,
                            device=device, progress=progress)

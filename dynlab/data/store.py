@@ -187,4 +187,6 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False):
         raise StoreError(
             f"{p} is incomplete: {int((~done).sum())} of {done.size} member chunks are missing "
             f"(members {_ranges(missing)}); run the same `dynlab simulate` command again to finish it")
-    return xr.open_zarr(p, consolidated=False, decode_timedelta=False, zarr_format=3)
+    ds = xr.open_zarr(p, consolidated=False, decode_timedelta=False, zarr_format=3)
+    ds.encoding["source"] = str(p)  # ds.dynlab.completion reads the record from here
+    return ds

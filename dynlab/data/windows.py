@@ -98,14 +98,16 @@ class WindowDataset(Dataset):
         members: the member ids to serve (e.g. one split).
         context, horizon: C ≥ 1 and H ≥ 0; W = C + H must not exceed the stored length T.
         stride: steps between window starts (≥ 1).
-        variables: the state variables (default: every variable on (member, time, ...)).
-        forcing: forcing variables (inputs only), on (member, time, ...).
+        variables: the state variables (default: those whose role is ``state``,
+            :attr:`ds.dynlab.states <dynlab.data.accessor.DynlabAccessor.states>`).
+        forcing: forcing variables (inputs only), on (member, time, ...) (default: those
+            whose role is ``forcing``; ``()`` for none).
         dtype: the torch dtype of the items.
         cache_chunks: how many member chunks the LRU cache keeps (≥ 1).
     """
 
     def __init__(self, store: str | Path, members: Sequence[int], context: int, horizon: int, stride: int = 1,
-                 variables: Sequence[str] | None = None, forcing: Sequence[str] = (),
+                 variables: Sequence[str] | None = None, forcing: Sequence[str] | None = None,
                  dtype: torch.dtype = torch.float32, cache_chunks: int = 2):
         from .store import open_dataset
 
@@ -120,6 +122,10 @@ class WindowDataset(Dataset):
         self.dtype = dtype
         if "time" not in ds.sizes or "member" not in ds.sizes:
             raise ConfigError(f"{self.store} has no (member, time) dims to cut windows from")
+        if variables is None:
+            variables = ds.dynlab.states or None  # role-aware default; None: every (member, time) variable
+        if forcing is None:
+            forcing = [name for name in ds.dynlab.forcings if name not in set(variables or ())]
         try:
             self.codec = StateCodec.from_dataset(ds, variables)
             forcing = list(forcing or [])
@@ -161,6 +167,11 @@ class WindowDataset(Dataset):
     @property
     def n_forcing(self) -> int:
         return 0 if self.forcing_codec is None else self.forcing_codec.n_features
+
+    def drop_forcing(self) -> None:
+        """Serve windows without forcing (for a learner that takes no inputs)."""
+        self.forcing_codec = None
+        self._cache.clear()
 
     def __len__(self) -> int:
         return len(self.members) * self.windows_per_member

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from simulators import AbstractIntegrator, AbstractSystem, make_integrator, make_system
+from simulators import AbstractIntegrator, AbstractSystem, make_integrator
 
 from .base import AbstractEmulator
 from .codec import StateCodec
@@ -82,28 +82,18 @@ def features_from_state(system: AbstractSystem, codec: StateCodec, state: torch.
     return torch.cat([observed[f.name].reshape(*lead, f.size) for f in codec.fields], dim=-1)
 
 
-def _dataset_config(ds) -> dict[str, Any]:
-    import yaml
-
-    text = ds.attrs.get("dynlab_config")
-    if not text:
-        raise ValueError("the dataset has no 'dynlab_config' attribute; it was not written by dynlab simulate")
-    return yaml.safe_load(text)
-
-
 def system_from_dataset(ds) -> AbstractSystem:
-    """Rebuild the system that wrote ``ds`` (from its ``dynlab_config`` attribute)."""
-    sys_cfg = dict(_dataset_config(ds)["system"])
-    return make_system(sys_cfg.pop("name"), **sys_cfg)
+    """Rebuild the system that wrote ``ds`` (``ds.dynlab.system``, from its stored config)."""
+    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+    return ds.dynlab.system
 
 
 def integrator_from_dataset(ds) -> AbstractIntegrator:
-    """Rebuild the integrator that wrote ``ds`` (``auto`` resolved to the one used)."""
-    int_cfg = dict(_dataset_config(ds)["integrator"])
-    name = int_cfg.pop("name")
-    if name == "auto":
-        name = ds.attrs.get("integrator") or system_from_dataset(ds).default_integrator
-    return make_integrator(name, **int_cfg)
+    """Rebuild the integrator that wrote ``ds`` (``ds.dynlab.integrator``: ``auto`` resolved)."""
+    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+    return ds.dynlab.integrator
 
 
 class ReferenceEmulator(AbstractEmulator):
@@ -156,7 +146,9 @@ class ReferenceEmulator(AbstractEmulator):
         system = system_from_dataset(ds)
         if integrator is None:
             integrator = integrator_from_dataset(ds)
-        dt, save_every = float(ds.attrs["dt"]), float(ds.attrs["save_every"])
+        dt, save_every = ds.dynlab.dt, ds.dynlab.save_every
+        if dt is None or save_every is None:
+            raise ValueError("the dataset does not record its integration step (attribute 'dt')")
         codec = codec or StateCodec.from_dataset(ds, state_variables(system))
         return cls(system, integrator, dt, round(save_every / dt), codec)
 

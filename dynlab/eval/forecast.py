@@ -223,7 +223,9 @@ def prepare_evaluation(ds, test_members: Sequence, *, codec: StateCodec | None =
         if train_members is test_members:
             notes.append("no training members: climatology from the test members")
     train_members = list(train_members)
-    dt = float(ds.attrs.get("save_every", float(ds["time"][1] - ds["time"][0]) if ds.sizes["time"] > 1 else 1.0))
+    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+    dt = ds.dynlab.save_every or 1.0
 
     series = _encode(codec, ds, test_members)  # (M, T, D)
     T = series.shape[1]
@@ -287,7 +289,7 @@ def _reference_scales(setup: EvalSetup, ds, lyapunov, lyapunov_time, lyapunov_tr
                                dtype=torch.float64)  # (M, T', S)
         return flat[..., inverse].reshape(*flat.shape[:2], *system.state_shape)
 
-    int_dt = float(ds.attrs.get("dt", setup.dt))
+    int_dt = ds.dynlab.dt or setup.dt
     if lambda1 is None and (lyapunov is True or (lyapunov == "auto" and system.name not in FAST_SCALE_SYSTEMS)):
         x0 = states(train_members[:4], [0])[:, 0]
         setup.lambda1 = leading_lyapunov_exponent(system, x0, dt=int_dt, time=lyapunov_time,

@@ -171,7 +171,7 @@ def plan_simulation(cfg: DictConfig | dict) -> SimulationPlan:
         dims = ("member", *v.dims)
         var_dtype = np.dtype(v.dtype) if v.dtype is not None else np_dtype
         variables.append(store.VariableSpec(v.name, dims, tuple(sizes[d] for d in dims), var_dtype.str,
-                                            {"units": v.units, "long_name": v.long_name}))
+                                            {"units": v.units, "long_name": v.long_name, "dynlab_role": v.role}))
     bytes_per_member = sum(math.prod(v.shape[1:]) * np.dtype(v.dtype).itemsize for v in variables)
     chunk_members = c["ensemble"].get("chunk_members")
     if chunk_members is None:

@@ -101,20 +101,12 @@ def set_threads(value: Any):
 
 
 def _store_info(store_path: str) -> dict[str, Any]:
-    """Store facts the run needs: config hash, system spec, dt."""
+    """Store facts the run needs: config hash, system spec, dt (the saved-state interval)."""
     from ..data.store import open_dataset
 
     ds = open_dataset(store_path)  # StoreError for missing/foreign/incomplete stores
-    attrs = ds.attrs
-    system = None
-    if attrs.get("dynlab_config"):
-        sys_cfg = (OmegaConf.to_container(OmegaConf.create(attrs["dynlab_config"])) or {}).get("system")
-        system = dict(sys_cfg) if isinstance(sys_cfg, Mapping) else None
-    dt = attrs.get("save_every")
-    if dt is None and "time" in ds.coords and ds.sizes["time"] > 1:
-        dt = float(ds["time"][1] - ds["time"][0])
-    return {"store": str(Path(store_path).resolve()), "config_hash": attrs.get("dynlab_config_hash"),
-            "system": system, "dt": None if dt is None else float(dt), "members": int(ds.sizes["member"])}
+    return {"store": str(Path(store_path).resolve()), "config_hash": ds.attrs.get("dynlab_config_hash"),
+            "system": ds.dynlab.system_spec, "dt": ds.dynlab.save_every, "members": int(ds.sizes["member"])}
 
 
 def _make_system(spec: Mapping[str, Any] | None):
@@ -261,7 +253,7 @@ def _train_locked(c, dist, builder, hooks, say, info, run_dir, ident, action, ck
                           "use data.context >= 2 for a one-step loss")
     dtype = tcfg.torch_dtype
     kwargs = dict(context=context, horizon=horizon, stride=data.get("stride", 1), variables=data.get("variables"),
-                  forcing=data.get("forcing") or (), dtype=dtype)
+                  forcing=data.get("forcing"), dtype=dtype)  # null: the store's forcing-role variables
     train_set = WindowDataset(info["store"], split["train"], **kwargs)
     chunk_bytes = train_set.member_chunk * train_set.n_times * (train_set.n_features + train_set.n_forcing) * 8
     group = max(1, (int(data.get("cache_mb", 256)) << 20) // max(1, chunk_bytes))
@@ -288,6 +280,11 @@ def _train_locked(c, dist, builder, hooks, say, info, run_dir, ident, action, ck
     except ValueError as err:
         raise ConfigError(f"learner: {err}") from None
     emulator = emulator.to(device=dist.device, dtype=dtype)
+    if data.get("forcing") is None and train_set.n_forcing and not getattr(emulator, "n_forcing", 0):
+        say(f"learner takes no forcing inputs: not using the forcing variables {train_set.forcing_codec.names}")
+        for dataset in (train_set, val_set):
+            if dataset is not None:
+                dataset.drop_forcing()
     if train_set.n_forcing and getattr(emulator, "n_forcing", 0) != train_set.n_forcing:
         raise ConfigError(f"data.forcing gives {train_set.n_forcing} forcing features but the learner takes "
                           f"{getattr(emulator, 'n_forcing', 0)}")

@@ -33,31 +33,40 @@ the band-mean convergence :math:`(\mathcal F_{j+½} - \mathcal F_{j-½})/(2 w_j)
 The area-weighted sum of the convergence telescopes to zero, so diffusion
 conserves the global heat content :math:`H = C \sum_j w_j T_j` to round-off.
 
-**Budget.** :meth:`EnergyBalance1D.simulate` integrates with RK4 or
-Euler–Maruyama itself and accumulates, per band, the column heating (all terms
-but diffusion) with the method's own stage weights (RK4: Δt/6, Δt/3, Δt/3,
-Δt/6; Euler–Maruyama: Δt plus the noise increment). ``budget_residual`` is
-:math:`ΔH` between saved states minus the area-weighted accumulated heating
-(J m⁻²): round-off for a conservative scheme, and the size of any leak
-otherwise.
+**Split form and budget.** The model is a split system :math:`\dot x = L x + N(t, x)`
+(:class:`~simulators.split.AbstractSplitSystem`) so that every integrator of the
+registry runs it, the implicit-explicit ``imex`` at climlab's step of 1/90 yr or
+larger among them. ``L`` holds the stiff linear terms, diffusion and :math:`-BT`
+(a :class:`~simulators.split.TridiagonalOperator`); ``N`` the rest of the column
+heating, :math:`(1-α(φ,T))S - A + F + q`. The state carries, after the ``n_lat``
+temperatures, the *accumulated heating* :math:`E` (K): the area-weighted column
+heating (all terms but diffusion, noise included) divided by :math:`C` and
+integrated in time, :math:`\dot E = \sum_j w_j\,(\text{heating}_j + σ ξ_j)/C`.
+Its :math:`-BT` part is the last row of ``L`` (a
+:class:`~simulators.split.BorderedOperator`), the rest is in ``N`` and the
+noise in :meth:`~EnergyBalance1D.noise_term`. Because :math:`C\sum_j w_j T_j - C E`
+is a linear invariant of the split equations (diffusion telescopes), any
+Runge–Kutta, additive IMEX or Euler–Maruyama step conserves it to rounding:
+``budget_residual`` = :math:`ΔH - CΔE` between saved states (J m⁻²) is
+round-off for a conservative diffusion and the size of any leak otherwise.
 
-Time unit: year. State shape ``(..., n_lat)``, latitude ascending (south to north).
+Time unit: year. State shape ``(..., n_lat + 1)``: the temperatures (latitude
+ascending, south to north) then :math:`E`; the output ``T`` is the first ``n_lat``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..core import AbstractSystem, Variable, check_finite_parameter, register_system
-from ..ensemble import BlowUpError
-from ..random import STREAM_INITIAL, STREAM_NOISE, CounterRNG
-from .common import SECONDS_PER_YEAR, TIME_UNITS, ForcingParams, slab_heat_capacity
+from ..core import Variable, check_finite_parameter, register_system
+from ..random import STREAM_INITIAL, CounterRNG
+from ..split import AbstractSplitSystem, BorderedOperator, TridiagonalOperator
+from .common import SECONDS_PER_YEAR, TIME_UNITS, ForcingParams, ScenarioForcing, slab_heat_capacity
 from .insolation import DAYS_PER_YEAR, EARTH_ORBIT_1950, annual_mean_insolation, daily_insolation, legendre_p2
-from .scenarios import co2_forcing
 
 __all__ = ["EnergyBalance1D", "LatitudeGrid", "ice_edge_latitude", "INSOLATIONS", "STABILITY_LIMITS"]
 
@@ -136,7 +145,7 @@ def ice_edge_latitude(T: np.ndarray | torch.Tensor, lat: np.ndarray, Tf: float =
 
 
 @register_system
-class EnergyBalance1D(AbstractSystem):
+class EnergyBalance1D(ScenarioForcing, AbstractSplitSystem):
     r"""Diffusive latitudinal energy-balance model on a slab ocean; see the module docstring.
 
     Parameters (:class:`EnergyBalance1D.Params`): ``n_lat``, ``insolation``
@@ -150,13 +159,16 @@ class EnergyBalance1D(AbstractSystem):
     (K, per-member perturbation per band) and the scenario options of
     :class:`~simulators.climate.common.ForcingParams`.
 
-    Output of :meth:`simulate`: ``T`` (member, time, lat) °C, ``T_global``,
-    ``N_toa`` (W m⁻², global net downward TOA flux), ``co2`` (ppm), ``forcing``
-    (W m⁻²) and ``budget_residual`` (J m⁻²) on (member, time).
+    Output: ``T`` (member, time, lat) °C (the state), the diagnostics ``T_global``,
+    ``N_toa`` (W m⁻², global net downward TOA flux) and ``budget_residual`` (J m⁻²)
+    and the forcings ``co2`` (ppm) and ``forcing`` (W m⁻²) on (member, time); with
+    ``randomize={"co2_multiple": [a, b]}`` also the drawn level on ``member``.
     """
 
     name = "ebm_1d"
     time_units = TIME_UNITS
+    #: 1: integrated through the registry with the accumulated heating in the state
+    generator_version = 1
 
     @dataclass(frozen=True)
     class Params(ForcingParams):
@@ -226,7 +238,8 @@ class EnergyBalance1D(AbstractSystem):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self.grid = LatitudeGrid(self.params.n_lat)
-        self.scenario = self.params.make_scenario()
+        self._init_forcing()
+        self._operators: dict[tuple, BorderedOperator] = {}
         self._tensors: dict[tuple, dict[str, torch.Tensor]] = {}
         self._seasonal: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._last_tables = None
@@ -301,7 +314,7 @@ class EnergyBalance1D(AbstractSystem):
         """(warm, ice) column heating without the −BT term: :math:`(1 - α)S - A + F + q`
         for the warm and the ice albedo, each (n_lat,)."""
         phase = None if self._fixed_insolation is not None else self._phase_key(t)
-        F = self.forcing(t)
+        F = 0.0 if self._member_values else self.forcing(t)  # per-member levels are added in absorbed()
         last = self._last_tables
         if last is not None and last[0] == (phase, F, dtype, device):
             return last[1]
@@ -322,45 +335,21 @@ class EnergyBalance1D(AbstractSystem):
         self._last_tables = ((phase, F, dtype, device), tables)
         return tables
 
-    def _prefill_insolation(self, grid, offsets: tuple[float, ...], dtype, device) -> None:
-        """Compute the seasonal insolation of every stage time of one year of steps at once
-        (vectorised over days): with a step that divides the year, the run then only
-        looks its insolation up."""
-        if self._fixed_insolation is not None:
-            return
-        dt = grid.dt
-        n = min(math.ceil(1.0 / dt) + 1, grid.spinup_steps + (grid.n_saves - 1) * grid.steps_per_save)
-        starts = [0.0] + ([-grid.spinup] if grid.spinup_steps else [])
-        keys = {self._phase_key(t0 + i * dt + o) for t0 in starts for i in range(n) for o in offsets}
-        missing = sorted(k for k in keys if (k, dtype, device) not in self._seasonal)
-        if not missing or len(self._seasonal) + len(missing) > _CACHE_MAX:
-            return
-        p = self.params
-        days = np.asarray(missing, dtype=np.float64) / _PHASE_STEPS * DAYS_PER_YEAR
-        S = daily_insolation(self.lat, days, solar_constant=p.solar_constant, eccentricity=p.eccentricity,
-                             obliquity=p.obliquity, perihelion_longitude=p.perihelion_longitude,
-                             day_of_vernal_equinox=p.day_of_vernal_equinox)  # (n_missing, n_lat)
-        q = self.qflux()
-        warm = torch.as_tensor((1.0 - self.warm_albedo()) * S - p.A + q).to(dtype=dtype, device=device)
-        ice = (torch.as_tensor((1.0 - p.ai) * S - p.A + q).to(dtype=dtype, device=device)
-               if p.ice_albedo_feedback else warm)
-        for row, key in enumerate(missing):
-            self._seasonal[(key, dtype, device)] = (warm[row], ice[row])
-
-    def forcing(self, t: float) -> float:
-        """CO₂ forcing F(t) in W m⁻² at model time ``t`` (years)."""
-        p = self.params
-        return co2_forcing(self.scenario.co2(float(t)), p.co2_reference, p.co2_forcing_scale)
-
     # -- tendencies ----------------------------------------------------------------------
+    def absorbed(self, t: float, T: torch.Tensor) -> torch.Tensor:
+        r"""The column heating of ``N``, W m⁻², same shape as ``T`` (…, n_lat):
+        :math:`(1 - α(φ, T))S(φ, t) - A + F(t) + q(φ)`. A new tensor."""
+        warm, ice = self._heating_tables(t, T.dtype, T.device)
+        p = self.params
+        out = torch.where(T < p.Tf, ice, warm) if p.ice_albedo_feedback else warm.expand_as(T).clone()
+        if self._member_values:
+            out = out + self.forcing_like(t, T)
+        return out
+
     def heating(self, t: float, T: torch.Tensor) -> torch.Tensor:
         r"""Column heating except diffusion, W m⁻², same shape as ``T`` (…, n_lat):
         :math:`(1 - α(φ, T))S(φ, t) - (A + BT) + F(t) + q(φ)`. A new tensor."""
-        warm, ice = self._heating_tables(t, T.dtype, T.device)
-        p = self.params
-        if p.ice_albedo_feedback:
-            return torch.where(T < p.Tf, ice, warm).add_(T, alpha=-p.B)
-        return torch.add(warm, T, alpha=-p.B)
+        return self.absorbed(t, T).add_(T, alpha=-self.params.B)
 
     def diffusive_convergence(self, T: torch.Tensor) -> torch.Tensor:
         r"""Finite-volume :math:`\frac{1}{\cos φ}\partial_φ(\cos φ\,D\,\partial_φ T)` in W m⁻²,
@@ -379,10 +368,10 @@ class EnergyBalance1D(AbstractSystem):
         q_mean = self.global_mean(self._consts(T.dtype, T.device)["qflux"])
         return self.global_mean(self.heating(t, T)) - q_mean
 
-    # -- AbstractSystem ------------------------------------------------------------------
+    # -- split system -------------------------------------------------------------------
     @property
     def state_shape(self):
-        return (self.params.n_lat,)
+        return (self.params.n_lat + 1,)
 
     @property
     def is_stochastic(self) -> bool:
@@ -392,13 +381,48 @@ class EnergyBalance1D(AbstractSystem):
     def default_integrator(self) -> str:  # type: ignore[override]
         return "euler_maruyama" if self.is_stochastic else "rk4"
 
-    def vector_field(self, t, x):
-        return (self.heating(t, x) + self.diffusive_convergence(x)) * (1.0 / self.heat_capacity_years)
+    def linear_operator(self, dtype=torch.float64, device="cpu") -> BorderedOperator:
+        r""":math:`L = [[(\mathcal D - B)/C,\ 0], [-B w^\top/C,\ 0]]`: finite-volume diffusion
+        :math:`\mathcal D` and :math:`-BT` on the bands, and their area-weighted :math:`-BT`
+        for the accumulated heating (diffusion adds none to it)."""
+        key = (dtype, str(device))
+        op = self._operators.get(key)
+        if op is None:
+            g, p = self.grid, self.params
+            inv_c = 1.0 / self.heat_capacity_years
+            cond = p.D * g.interior_edge_cos / g.dphi                   # D cos φ_e / Δφ at the n − 1 edges
+            inv_band = 1.0 / (2.0 * g.area)
+            below = np.concatenate(([0.0], cond)) * inv_band              # coupling to the band to the south
+            above = np.concatenate((cond, [0.0])) * inv_band              # ... and to the north
+            def as_t(a):
+                return torch.as_tensor(np.asarray(a, dtype=np.float64) * inv_c).to(dtype=dtype, device=device)
+            bands = TridiagonalOperator(as_t(below), as_t(-(below + above) - p.B), as_t(above))
+            op = self._operators[key] = BorderedOperator(bands, as_t(-p.B * g.area))
+        return op
+
+    def nonlinear(self, t, x):
+        """``N``: the column heating but −BT over C on the bands, its area-weighted mean for E."""
+        T = x[..., :-1]
+        heat = self.absorbed(t, T)
+        inv_c = 1.0 / self.heat_capacity_years
+        total = (heat * self._consts(x.dtype, x.device)["area"]).sum(-1, keepdim=True)
+        return torch.cat((heat, total), dim=-1).mul_(inv_c)
 
     def diffusion(self, t, x):
+        """σ/C on the bands and 0 on E (its noise, the bands' area-weighted noise, is in
+        :meth:`noise_term`); ``None`` without noise."""
         if not self.is_stochastic:
             return None
-        return torch.full_like(x, self.params.noise / self.heat_capacity_years)
+        g = torch.full_like(x, self.params.noise / self.heat_capacity_years)
+        g[..., -1] = 0.0
+        return g
+
+    def noise_term(self, t, x, xi):
+        r""":math:`(σ ξ_j / C,\ \sum_j w_j σ ξ_j / C)`: the accumulated heating integrates
+        the same weather noise as the bands (the normal drawn for E itself is unused)."""
+        bands = xi[..., :-1] * (self.params.noise / self.heat_capacity_years)
+        total = (bands * self._consts(x.dtype, x.device)["area"]).sum(-1, keepdim=True)
+        return torch.cat((bands, total), dim=-1)
 
     def sample_initial(self, rng: CounterRNG, dtype=torch.float64, device="cpu"):
         p = self.params
@@ -406,18 +430,21 @@ class EnergyBalance1D(AbstractSystem):
         x = torch.as_tensor(T0, dtype=torch.float64).expand(len(rng.members), -1).clone()
         if p.initial_spread > 0:
             x = x + p.initial_spread * rng.normal((p.n_lat,), stream=STREAM_INITIAL, dtype=torch.float64)
+        x = torch.cat((x, torch.zeros(len(rng.members), 1, dtype=torch.float64)), dim=-1)  # E = 0
         return x.to(dtype=dtype, device=device)
 
+    # -- outputs --------------------------------------------------------------------------
     @property
     def variables(self):
         return (Variable("T", ("time", "lat"), "degC", "surface (mixed-layer) temperature"),
-                Variable("T_global", ("time",), "degC", "global area-weighted mean surface temperature"),
-                Variable("N_toa", ("time",), "W m-2", "global net downward top-of-atmosphere energy flux"),
-                Variable("co2", ("time",), "ppm", "atmospheric CO2 concentration"),
-                Variable("forcing", ("time",), "W m-2", "CO2 radiative forcing 5.35 ln(co2/co2_reference)"),
+                Variable("T_global", ("time",), "degC", "global area-weighted mean surface temperature",
+                         role="diagnostic"),
+                Variable("N_toa", ("time",), "W m-2", "global net downward top-of-atmosphere energy flux",
+                         role="diagnostic"),
+                *self.forcing_variables(),
                 Variable("budget_residual", ("time",), "J m-2",
-                         "change of global heat content since the previous saved state minus the net heat "
-                         "flux accumulated with the integrator's stage weights (0 at the first time)"))
+                         "change of global heat content since the previous saved state minus the accumulated "
+                         "net heating integrated with it in the state (0 at the first time)", role="diagnostic"))
 
     @property
     def dim_sizes(self):
@@ -428,21 +455,32 @@ class EnergyBalance1D(AbstractSystem):
                                              "standard_name": "latitude"})}
 
     def observables(self, x):
-        # the state itself; T_global, N_toa, co2, forcing and the budget need the time or the
-        # integrator's stages and come from simulate
-        return {"T": x}
+        """The temperatures ``T`` of states ``(..., n_lat + 1)``."""
+        return {"T": x[..., :-1]}
+
+    def diagnostics(self, times, x):
+        """``T_global``, ``N_toa`` and ``budget_residual`` of the saved trajectory ``(M, T, n_lat + 1)``."""
+        T, E = x[..., :-1], x[..., -1]
+        T_global = self.global_mean(T)
+        N = torch.stack([self.toa_imbalance(float(t), T[:, k]) for k, t in enumerate(times.tolist())], dim=1)
+        C = self.heat_capacity
+        residual = C * (T_global.diff(dim=1) - E.diff(dim=1))
+        residual = torch.cat((torch.zeros_like(residual[:, :1]), residual), dim=1)
+        return {"T_global": T_global, "N_toa": N, "budget_residual": residual}
 
     def invariants(self, x):
-        """Global heat content :math:`C \\sum_j w_j T_j` (J m⁻², relative to 0 °C)."""
-        return {"heat_content": self.heat_capacity * self.global_mean(x)}
+        """Global heat content :math:`C \\sum_j w_j T_j` (J m⁻², relative to 0 °C) of states
+        ``(..., n_lat + 1)`` or temperatures ``(..., n_lat)``."""
+        T = x[..., :-1] if x.shape[-1] == self.params.n_lat + 1 else x
+        return {"heat_content": self.heat_capacity * self.global_mean(T)}
 
-    # -- explicit time stepping with the budget ------------------------------------------
+    # -- explicit stability ---------------------------------------------------------------
     def max_stable_dt(self, method: str = "rk4") -> float:
         """Largest stable step (years) of the explicit ``method``: a Gershgorin bound on
         the spectral radius of the linear part (−B T + diffusion) against
         :data:`STABILITY_LIMITS`. Scales with ``mixed_layer_depth / n_lat²``."""
         if method not in STABILITY_LIMITS:
-            raise ValueError(f"ebm_1d integrates itself with {' or '.join(STABILITY_LIMITS)}, got {method!r}")
+            raise ValueError(f"max_stable_dt knows the explicit methods {', '.join(STABILITY_LIMITS)}, got {method!r}")
         g, p = self.grid, self.params
         cond = p.D * np.pad(g.interior_edge_cos, 1) / g.dphi       # edge conductances, 0 at the poles
         row = (cond[1:] + cond[:-1]) / (2.0 * g.area)               # |off-diagonal| sum = |diagonal| − B
@@ -456,104 +494,9 @@ class EnergyBalance1D(AbstractSystem):
             raise ValueError(
                 f"time.dt={dt!r} years is above the stability limit {limit:.4g} of explicit {method} for "
                 f"ebm_1d with n_lat={p.n_lat}, mixed_layer_depth={p.mixed_layer_depth!r} m, D={p.D!r}; "
-                f"use time.dt <= {limit:.4g} (the limit grows with mixed_layer_depth and shrinks as 1/n_lat^2)")
-
-    def _rk4_step(self, t: float, T: torch.Tensor, dt: float, acc: torch.Tensor | None, noise) -> torch.Tensor:
-        # stage tendencies are kept in W m⁻² (heating + convergence); 1/C enters the alphas
-        inv_c = 1.0 / self.heat_capacity_years
-        k = []
-        x = T
-        for stage, (offset, weight) in enumerate(((0.0, dt / 6.0), (0.5 * dt, dt / 3.0),
-                                                  (0.5 * dt, dt / 3.0), (dt, dt / 6.0))):
-            if stage:
-                x = torch.add(T, k[-1], alpha=offset * inv_c)
-            heat = self.heating(t + offset, x)
-            if acc is not None:
-                acc.add_(heat, alpha=weight)
-            k.append(heat.add_(self.diffusive_convergence(x)))
-        incr = k[1].add_(k[2]).mul_(2.0).add_(k[0]).add_(k[3])   # k1 + 2 k2 + 2 k3 + k4
-        return torch.add(T, incr, alpha=dt * inv_c / 6.0)
-
-    def _euler_maruyama_step(self, t: float, T: torch.Tensor, dt: float, acc: torch.Tensor | None,
-                             noise: torch.Tensor | None) -> torch.Tensor:
-        inv_c = 1.0 / self.heat_capacity_years
-        heat = self.heating(t, T)
-        if noise is not None:
-            heat.add_(noise, alpha=self.params.noise / math.sqrt(dt))  # σ ξ √dt / dt: the step's mean noise flux
-        if acc is not None:
-            acc.add_(heat, alpha=dt)
-        return T + dt * inv_c * heat.add_(self.diffusive_convergence(T))
+                f"use time.dt <= {limit:.4g} or integrator=imex (implicit diffusion, any step)")
 
     def check_grid(self, grid, integrator) -> None:
-        """Refuse an integrator other than rk4/euler_maruyama and an unstable ``time.dt``."""
-        if integrator.name not in STABILITY_LIMITS:
-            raise ValueError(f"ebm_1d integrates itself with rk4 or euler_maruyama (to close its heat budget "
-                             f"with the stage weights); integrator={integrator.name!r} is not supported")
-        self.check_time_step(grid.dt, integrator.name)
-
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu",
-                 progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-        """Integrate the given members with RK4 or Euler–Maruyama (the integrator's name),
-        keeping the heat budget alongside the state. Returns ``name -> (M, n_saves[, n_lat])``.
-
-        Noise comes from each member's counter-based stream at its global step
-        (spin-up included), so a member's path does not depend on its block.
-        """
-        method = integrator.name
-        if method not in STABILITY_LIMITS:
-            raise ValueError(f"ebm_1d integrates itself with rk4 or euler_maruyama (to close its heat budget "
-                             f"with the stage weights); integrator={method!r} is not supported")
-        integrator.check_system(self)
-        self.check_time_step(grid.dt, method)
-        step = self._rk4_step if method == "rk4" else self._euler_maruyama_step
-        stochastic = method == "euler_maruyama" and self.is_stochastic
-        members = torch.as_tensor(list(members), dtype=torch.int64)
-        rng = CounterRNG(seed, members).to(device)
-        T = self.sample_initial(rng, dtype=dtype, device=device)
-        device = T.device  # canonical (cuda → cuda:0), the key of the cached tables
-        self._prefill_insolation(grid, (0.0, 0.5 * grid.dt, grid.dt) if method == "rk4" else (0.0,), dtype, device)
-        dt, every, n = grid.dt, grid.steps_per_save, self.params.n_lat
-
-        def noise_at(global_step: int) -> torch.Tensor | None:
-            if not stochastic:
-                return None
-            return rng.normal((n,), step=global_step, stream=STREAM_NOISE, dtype=dtype).to(device)
-
-        def check(x: torch.Tensor, time: float) -> None:
-            bad = ~torch.isfinite(x).all(-1)
-            if bool(bad.any()):
-                raise BlowUpError(int(members[bad.nonzero()[0, 0]]), time)
-
-        for i in range(grid.spinup_steps):
-            T = step(-grid.spinup + i * dt, T, dt, None, noise_at(i))
-        if grid.spinup_steps:
-            check(T, 0.0)
-            if progress:
-                progress(grid.spinup_steps)
-
-        times = grid.times.tolist()
-        states = [T]
-        residuals = [torch.zeros(len(members), dtype=dtype, device=device)]
-        c_yr = self.heat_capacity_years
-        acc = torch.zeros_like(T)  # Σ stage weight × column heating, W yr m⁻², per band
-        for s in range(1, grid.n_saves):
-            acc.zero_()
-            T_start = T
-            first = (s - 1) * every
-            for i in range(first, first + every):
-                T = step(i * dt, T, dt, acc, noise_at(grid.spinup_steps + i))
-            check(T, times[s])
-            heat_change = c_yr * (self.global_mean(T) - self.global_mean(T_start))
-            residuals.append((heat_change - self.global_mean(acc)) * SECONDS_PER_YEAR)
-            states.append(T)
-            if progress:
-                progress(every)
-
-        traj = torch.stack(states, dim=1)  # (M, n_saves, n_lat)
-        co2 = self.scenario.co2_series(grid.times).to(dtype=dtype, device=device)
-        forcing = torch.tensor([self.forcing(t) for t in times], dtype=dtype, device=device)
-        N = torch.stack([self.toa_imbalance(t, traj[:, k]) for k, t in enumerate(times)], dim=1)
-        M = len(members)
-        return {"T": traj, "T_global": self.global_mean(traj), "N_toa": N,
-                "co2": co2.expand(M, -1).clone(), "forcing": forcing.expand(M, -1).clone(),
-                "budget_residual": torch.stack(residuals, dim=1)}
+        """Refuse an unstable ``time.dt`` for the explicit rk4 and euler_maruyama."""
+        if integrator.name in STABILITY_LIMITS:
+            self.check_time_step(grid.dt, integrator.name)

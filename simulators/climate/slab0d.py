@@ -26,14 +26,13 @@ import torch
 
 from ..core import AbstractSystem, Variable, register_system
 from ..random import STREAM_INITIAL, CounterRNG
-from .common import SECONDS_PER_YEAR, TIME_UNITS, ForcingParams, slab_heat_capacity
-from .scenarios import co2_forcing
+from .common import SECONDS_PER_YEAR, TIME_UNITS, ForcingParams, ScenarioForcing, slab_heat_capacity
 
 __all__ = ["SlabOcean0D"]
 
 
 @register_system
-class SlabOcean0D(AbstractSystem):
+class SlabOcean0D(ScenarioForcing, AbstractSystem):
     r"""Global slab ocean :math:`C\,dT/dt = F(t) + λT + σξ`; see the module docstring.
 
     Parameters (:class:`SlabOcean0D.Params`): ``feedback`` λ (W m⁻² K⁻¹, < 0;
@@ -43,8 +42,10 @@ class SlabOcean0D(AbstractSystem):
     perturbation of it) and the scenario options of
     :class:`~simulators.climate.common.ForcingParams`.
 
-    Output: ``T`` (K), ``forcing`` and ``N_toa`` (W m⁻²; :math:`N = F + λT`,
-    net downward top-of-atmosphere flux), ``co2`` (ppm), all on (member, time).
+    Output: ``T`` (K, state), ``forcing`` and ``N_toa`` (W m⁻²; :math:`N = F + λT`,
+    net downward top-of-atmosphere flux, a diagnostic), ``co2`` (ppm), all on
+    (member, time); with ``randomize={"co2_multiple": [a, b]}`` the drawn level on
+    ``member`` (:class:`~simulators.climate.common.ScenarioForcing`).
     """
 
     name = "slab_ocean_0d"
@@ -72,7 +73,7 @@ class SlabOcean0D(AbstractSystem):
 
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
-        self.scenario = self.params.make_scenario()
+        self._init_forcing()
 
     # -- physics ------------------------------------------------------------------------
     @property
@@ -89,11 +90,6 @@ class SlabOcean0D(AbstractSystem):
     def relaxation_time(self) -> float:
         """:math:`C / |λ|` in years."""
         return self.heat_capacity_years / -self.params.feedback
-
-    def forcing(self, t: float) -> float:
-        """CO₂ forcing :math:`F(t)` in W m⁻² at model time ``t`` (years)."""
-        p = self.params
-        return co2_forcing(self.scenario.co2(float(t)), p.co2_reference, p.co2_forcing_scale)
 
     def equilibrium_response(self, forcing: float) -> float:
         """:math:`ΔT = -F/λ` (K)."""
@@ -112,7 +108,7 @@ class SlabOcean0D(AbstractSystem):
         return "euler_maruyama" if self.is_stochastic else "rk4"
 
     def vector_field(self, t, x):
-        return (self.forcing(t) + self.params.feedback * x) / self.heat_capacity_years
+        return (self.forcing_like(t, x) + self.params.feedback * x) / self.heat_capacity_years
 
     def diffusion(self, t, x):
         if not self.is_stochastic:
@@ -130,21 +126,13 @@ class SlabOcean0D(AbstractSystem):
     @property
     def variables(self):
         return (Variable("T", ("time",), "K", "global-mean surface temperature anomaly"),
-                Variable("N_toa", ("time",), "W m-2", "net downward top-of-atmosphere energy flux (F + feedback*T)"),
-                Variable("forcing", ("time",), "W m-2", "CO2 radiative forcing 5.35 ln(co2/co2_reference)"),
-                Variable("co2", ("time",), "ppm", "atmospheric CO2 concentration"))
+                Variable("N_toa", ("time",), "W m-2", "net downward top-of-atmosphere energy flux (F + feedback*T)",
+                         role="diagnostic")) + self.forcing_variables()
 
     def observables(self, x):
         return {"T": x[..., 0]}
 
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """The default ensemble run (:func:`simulators.run_members`) plus the scenario's
-        ``co2`` and ``forcing`` and the TOA imbalance at the saved times."""
-        out = super().simulate(integrator, grid, seed=seed, members=members, dtype=dtype, device=device,
-                               progress=progress)
-        T = out["T"]  # (M, n_saves)
-        co2 = self.scenario.co2_series(grid.times).to(dtype=dtype, device=T.device)
-        forcing = torch.tensor([self.forcing(float(t)) for t in grid.times], dtype=dtype, device=T.device)
-        M = T.shape[0]
-        return {"T": T, "N_toa": forcing + self.params.feedback * T,
-                "forcing": forcing.expand(M, -1).clone(), "co2": co2.expand(M, -1).clone()}
+    def diagnostics(self, times, x):
+        """The TOA imbalance :math:`N = F + λT` of the saved states, ``(M, T)``."""
+        _, forcing = self.co2_forcing_series(times, x.dtype)
+        return {"N_toa": forcing + self.params.feedback * x[..., 0]}

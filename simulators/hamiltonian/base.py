@@ -30,19 +30,19 @@ values are returned as dataset variables on ``member``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
 
 from ..core import AbstractSystem, Params, Variable, check_finite_parameter
-from ..random import STREAM_PARAMS, CounterRNG
+from ..members import check_member_values, check_randomize, check_range, draw_member_parameters
+from ..random import CounterRNG
 
-__all__ = ["HamiltonianParams", "AbstractHamiltonianSystem", "check_range"]
+__all__ = ["HamiltonianParams", "AbstractHamiltonianSystem", "check_range"]  # check_range: from ..members
 
 #: long names of parameters, for the per-member variables of randomised runs
 PARAMETER_LONG_NAMES = {
@@ -59,26 +59,6 @@ PARAMETER_LONG_NAMES = {
     "mass": "mass of each body",
     "softening": "gravitational softening length",
 }
-
-
-def check_range(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-                strict_low: bool = True) -> tuple[float, float]:
-    """Validate a ``[a, b]`` pair of finite reals with ``a <= b`` (and within
-    ``low``/``high`` if given); return it as a tuple of floats."""
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
-        raise ValueError(f"parameter {name} must be a pair [low, high], got {value!r}")
-    a, b = value
-    for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"parameter {name} must hold two finite numbers, got {value!r}")
-    a, b = float(a), float(b)
-    if a > b:
-        raise ValueError(f"parameter {name} must satisfy low <= high, got {value!r}")
-    if low is not None and (a <= low if strict_low else a < low):
-        raise ValueError(f"parameter {name} must lie above {low}, got {value!r}")
-    if high is not None and b >= high:
-        raise ValueError(f"parameter {name} must lie below {high}, got {value!r}")
-    return a, b
 
 
 @dataclass(frozen=True)
@@ -101,27 +81,7 @@ class HamiltonianParams(Params):
     def validate(self) -> None:
         check_finite_parameter("friction", self.friction, non_negative=True)
         self.validate_physics()
-        if self.randomize is None:
-            return
-        if not isinstance(self.randomize, Mapping):
-            raise ValueError(f"parameter randomize must map parameter names to [low, high], got {self.randomize!r}")
-        unknown = sorted(set(self.randomize) - set(self.randomizable))
-        if unknown:
-            raise ValueError(f"parameter randomize names {', '.join(map(repr, unknown))}, which cannot be drawn "
-                             f"per member; allowed: {', '.join(self.randomizable)}")
-        ranges = {}
-        for name in self.randomizable:  # a fixed order: the draw of a parameter never depends on the others
-            if name not in self.randomize:
-                continue
-            low, high = check_range(f"randomize.{name}", self.randomize[name])
-            for end in (low, high):
-                try:
-                    dataclasses.replace(self, randomize=None, **{name: end})
-                except ValueError as err:
-                    raise ValueError(f"parameter randomize.{name}={[low, high]!r} allows an invalid value: "
-                                     f"{err}") from None
-            ranges[name] = (low, high)
-        object.__setattr__(self, "randomize", ranges or None)
+        object.__setattr__(self, "randomize", check_randomize(self, self.randomize, self.randomizable))
 
     def validate_physics(self) -> None:
         """Checks of a subclass's own parameters; raise ``ValueError`` naming the value."""
@@ -234,6 +194,14 @@ class AbstractHamiltonianSystem(AbstractSystem):
         return "leapfrog" if self.separable and not self.has_friction else "rk4"
 
     # -- per-member parameters --------------------------------------------------------
+    def member_parameters(self, rng: CounterRNG, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The driver's per-member-parameter hook: :meth:`sample_parameters`, or nothing
+        for a system already bound to per-member values."""
+        if self._member_values:
+            return {}
+        return self.sample_parameters(rng, dtype=dtype, device=device)
+
     def sample_parameters(self, rng: CounterRNG, dtype: torch.dtype = torch.float64,
                           device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Draw the ``randomize`` parameters: ``name -> (M,)``, uniform on ``(low, high]``.
@@ -241,17 +209,7 @@ class AbstractHamiltonianSystem(AbstractSystem):
         Parameter ``randomizable[i]`` uses element ``i`` of one uniform draw of the
         member's ``STREAM_PARAMS`` stream, so adding or removing another drawn
         parameter does not change it."""
-        ranges = self.params.randomize or {}
-        if not ranges:
-            return {}
-        names = self.params.randomizable
-        u = rng.uniform((len(names),), stream=STREAM_PARAMS, dtype=torch.float64)
-        out = {}
-        for i, name in enumerate(names):
-            if name in ranges:
-                low, high = ranges[name]
-                out[name] = (low + (high - low) * u[:, i]).to(dtype=dtype, device=device)
-        return out
+        return draw_member_parameters(rng, self.params.randomizable, self.params.randomize, dtype, device)
 
     def bind(self, values: Mapping[str, torch.Tensor]) -> "AbstractHamiltonianSystem":
         """A copy of this system whose parameters ``values`` (each ``(M,)``) differ per member.
@@ -259,24 +217,7 @@ class AbstractHamiltonianSystem(AbstractSystem):
         The copy's coefficients broadcast against states whose last batch
         dimension is the member (``(M, 2·dof)`` or ``(T, M, 2·dof)``)."""
         bound = copy.copy(self)
-        bound._member_values = {}
-        sizes = set()
-        for name, value in values.items():
-            if name not in self.params.randomizable:
-                raise ValueError(f"{self.name} cannot bind per-member values of {name!r}; "
-                                 f"allowed: {', '.join(self.params.randomizable)}")
-            value = torch.as_tensor(value)
-            if value.ndim != 1 or value.numel() == 0:
-                raise ValueError(f"per-member values of {name} must have shape (M,), got {tuple(value.shape)}")
-            for end in (float(value.min()), float(value.max())):  # the constraints are intervals
-                try:
-                    dataclasses.replace(self.params, randomize=None, **{name: end})
-                except ValueError as err:
-                    raise ValueError(f"per-member values of {name}: {err}") from None
-            sizes.add(value.shape[0])
-            bound._member_values[name] = value
-        if len(sizes) > 1:
-            raise ValueError(f"per-member values must all have the same length, got {sorted(sizes)}")
+        bound._member_values = check_member_values(self.params, self.name, values, self.params.randomizable)
         return bound
 
     @property
@@ -301,30 +242,14 @@ class AbstractHamiltonianSystem(AbstractSystem):
 
     def _parameter_variables(self) -> tuple[Variable, ...]:
         ranges = self.params.randomize or {}
-        return tuple(Variable(name, (), "1", f"{PARAMETER_LONG_NAMES.get(name, name)} (drawn per member)")
+        return tuple(Variable(name, (), "1", f"{PARAMETER_LONG_NAMES.get(name, name)} (drawn per member)",
+                              role="forcing")
                      for name in self.params.randomizable if name in ranges)
 
     def invariants(self, x):
         """``energy`` H and its tendency :math:`\\dot H = -\\gamma\\lVert\\partial_p H\\rVert^2`."""
         return {"energy": self.energy(x),
                 "energy_tendency": self._member_last(x, lambda y: self.energy_tendency(*self.split(y)))}
-
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """As :meth:`AbstractSystem.simulate`; with ``randomize`` the drawn
-        parameters are bound per member and returned as variables ``name -> (M,)``."""
-        from ..ensemble import run_members
-
-        members = list(members)
-        ranges = self.params.randomize or {}
-        if not ranges or self._member_values:
-            return run_members(self, integrator, grid, seed=seed, members=members, dtype=dtype,
-                               device=device, progress=progress)
-        rng = CounterRNG(seed, members).to(device)
-        values = self.sample_parameters(rng, dtype=dtype, device=device)
-        out = run_members(self.bind(values), integrator, grid, seed=seed, members=members, dtype=dtype,
-                          device=device, progress=progress)
-        out.update(values)
-        return out
 
     def __repr__(self) -> str:
         text = super().__repr__()

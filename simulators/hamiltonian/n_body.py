@@ -187,7 +187,7 @@ class AbstractGravitatingBodies(AbstractHamiltonianSystem):
     def variables(self):
         return (Variable("q", ("time", "body", "axis"), "1", "position of each body"),
                 Variable("p", ("time", "body", "axis"), "1", "momentum of each body"),
-                Variable("H", ("time",), "1", "total energy (Hamiltonian) H")) + self._parameter_variables()
+                Variable("H", ("time",), "1", "total energy (Hamiltonian) H", role="diagnostic")) + self._parameter_variables()
 
     def observables(self, x):
         q, p = self.split(x)

@@ -37,7 +37,7 @@ def _ring(rng: CounterRNG, dim: int, radius: tuple[float, float]) -> torch.Tenso
 def _dof_variables(system: AbstractHamiltonianSystem, what: str) -> tuple[Variable, ...]:
     return (Variable("q", ("time", "dof"), "1", f"generalised coordinate q ({what})"),
             Variable("p", ("time", "dof"), "1", "conjugate momentum p"),
-            Variable("H", ("time",), "1", "total energy (Hamiltonian) H")) + system._parameter_variables()
+            Variable("H", ("time",), "1", "total energy (Hamiltonian) H", role="diagnostic")) + system._parameter_variables()
 
 
 class _DofOutputs:

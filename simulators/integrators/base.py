@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 
-from ..core import AbstractSystem
-from ..random import CounterRNG
+if TYPE_CHECKING:  # type-only: systems and the driver import the integrators, not the reverse
+    from ..core import AbstractSystem
+    from ..random import CounterRNG
 
 __all__ = ["AbstractIntegrator", "AbstractFixedStepIntegrator", "INTEGRATORS",
            "register_integrator", "make_integrator"]

@@ -12,7 +12,8 @@ class EulerMaruyama(AbstractFixedStepIntegrator):
 
     :math:`\xi_n \sim N(0, I)` is drawn from the member's own counter-based
     stream at its global step ``n``, so the path of a member does not depend on
-    the block that computes it. Strong order ½ (1 for additive noise), weak
+    the block that computes it; :math:`g\,\xi` is the system's ``noise_term``
+    (the diagonal product ``diffusion · ξ`` by default). Strong order ½ (1 for additive noise), weak
     order 1. For a system without noise it is the explicit Euler method.
     """
 
@@ -21,10 +22,9 @@ class EulerMaruyama(AbstractFixedStepIntegrator):
 
     def step(self, system, t, x, dt, noise=None):
         drift = system.vector_field(t, x)
-        g = system.diffusion(t, x)
         out = x + dt * drift
-        if g is not None:
+        if system.is_stochastic:
             if noise is None:
                 raise ValueError("euler_maruyama needs noise for a stochastic system")
-            out = out + math.sqrt(dt) * (g * noise)
+            out = out + math.sqrt(dt) * system.noise_term(t, x, noise)
         return out

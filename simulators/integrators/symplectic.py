@@ -20,10 +20,14 @@ from __future__ import annotations
 
 import math
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from ..core import AbstractSystem
 from .base import AbstractFixedStepIntegrator, register_integrator
+
+if TYPE_CHECKING:
+    from ..core import AbstractSystem
 
 __all__ = ["AbstractSplittingIntegrator", "Leapfrog", "Yoshida4", "ImplicitMidpoint", "YOSHIDA4_WEIGHTS"]
 

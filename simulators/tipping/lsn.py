@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 from ..core import Params, Variable, check_finite_parameter, register_system
-from ..ensemble import run_members
 from ..random import CounterRNG
 from .base import AbstractScalarSDE
 from .ramp import LinearRamp
@@ -136,11 +135,8 @@ class LinearisedSaddleNode(AbstractScalarSDE):
     @property
     def variables(self):
         return (Variable("x", ("time",), "1", "state X of the linearised saddle-node"),
-                Variable("R", ("time",), "1", "bifurcation parameter R(t)"))
+                Variable("R", ("time",), "1", "bifurcation parameter R(t)", role="forcing"))
 
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """The integrated ``x`` plus the driver ``R`` on the saved times, each ``(M, T)``."""
-        out = run_members(self, integrator, grid, seed=seed, members=members, dtype=dtype, device=device,
-                          progress=progress)
-        out["R"] = self.bifurcation_parameter.series(grid.times.to(device=device, dtype=dtype), out["x"].shape[0])
-        return out
+    def time_outputs(self, times, dtype=torch.float64):
+        """The driver ``R`` on the saved times, ``(T,)``."""
+        return {"R": self.bifurcation_parameter(times.to(dtype))}

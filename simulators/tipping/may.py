@@ -20,7 +20,7 @@ The drift is a gradient, :math:`f_c = -V_c'`, with the potential
 **Boundary.** For x < 0 the drift runs away (f ≈ r x − c x²/h²), so additive
 noise alone would let a path escape to −∞. The state is *reflected at 0*:
 after every Euler–Maruyama step :math:`x \leftarrow |x|`
-(:class:`~simulators.tipping.projection.ProjectedIntegrator`), the
+(the ``project`` hook, applied by the driver), the
 discretisation of the SDE with a reflecting barrier at x = 0. The noise stays
 additive, so the lower branch keeps the same noise level as the upper one.
 """
@@ -34,10 +34,8 @@ import numpy as np
 import torch
 
 from ..core import Params, Variable, check_finite_parameter, register_system
-from ..ensemble import run_members
 from ..random import CounterRNG
 from .base import AbstractScalarSDE
-from .projection import ProjectedIntegrator
 from .ramp import LinearRamp
 
 __all__ = ["MayGrazing", "Fold", "may_drift", "may_drift_derivative", "may_potential", "may_equilibria",
@@ -161,8 +159,10 @@ class MayGrazing(AbstractScalarSDE):
     def diffusion(self, t, x):
         return torch.full_like(x, self.params.sigma)
 
+    has_projection = True
+
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """Reflection at the boundary x = 0: ``|x|``."""
+        """Reflection of the state at x = 0: ``|x|``."""
         return torch.abs(x)
 
     def potential(self, x, t: float = 0.0):
@@ -187,15 +187,8 @@ class MayGrazing(AbstractScalarSDE):
     @property
     def variables(self):
         return (Variable("x", ("time",), "1", "biomass x (May grazing model)"),
-                Variable("c", ("time",), "1", "grazing rate c(t)"))
+                Variable("c", ("time",), "1", "grazing rate c(t)", role="forcing"))
 
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """Euler–Maruyama (or the given fixed-step method) reflected at 0 after every
-        step, plus the driver ``c`` on the saved times: ``{"x", "c"}``, each ``(M, T)``."""
-        stepper = ProjectedIntegrator(integrator, self.project,
-                                      reason="may_grazing reflects the state at x = 0 after every step")
-        out = run_members(self, stepper, grid, seed=seed, members=members, dtype=dtype, device=device,
-                          progress=progress)
-        out["c"] = self.grazing.series(grid.times.to(device=device, dtype=dtype), out["x"].shape[0])
-        return out
-
+    def time_outputs(self, times, dtype=torch.float64):
+        """The driver ``c`` on the saved times, ``(T,)``."""
+        return {"c": self.grazing(times.to(dtype))}
