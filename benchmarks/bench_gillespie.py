@@ -136,6 +136,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds at most per slow solver run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-gillespy2", action="store_true")
+    parser.add_argument("--no-numpy-solver", action="store_true",
+                        help="skip GillesPy2's (slow) NumPy SSA solver; time its C++ solver only")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -164,7 +166,8 @@ def main() -> None:
         solvers = {}
         if gillespy2 is not None:
             gmodel = gillespy2_model(model)
-            solvers["GillesPy2 NumPySSASolver"] = gillespy2.NumPySSASolver(model=gmodel)
+            if not args.no_numpy_solver:
+                solvers["GillesPy2 NumPySSASolver"] = gillespy2.NumPySSASolver(model=gmodel)
             try:
                 start = time.perf_counter()
                 solvers["GillesPy2 SSACSolver (C++)"] = gillespy2.SSACSolver(model=gmodel)

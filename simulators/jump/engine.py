@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from . import streams
@@ -59,6 +60,8 @@ EVENTS_PER_DRAW = 64
 MAX_PATHS = 1 << 20
 #: drop stopped paths from the batch once at most this fraction is still running
 _COMPACT_BELOW = 0.5
+#: observation slots located per pass of a draw's writes
+_SLOTS_PER_PASS = 32
 
 #: ``event(x, t, e, w, context) -> (t_next, x_next)``: from the state ``x`` (a tuple of
 #: ``(b,)`` tensors) at times ``t`` ``(b,)``, the time of the next event given the Exp(1)
@@ -295,12 +298,16 @@ def _run(x, event, keys, seed, options: SSAOptions, context) -> SSAResult:
                 ctx={name: torch.as_tensor(v, device=device) for name, v in context.items()},
                 count=n_events.clone() if E else None, obs=per_path)
     K = EVENTS_PER_DRAW
-    # a second CPU thread draws the next block of variates and writes the last block's
-    # observations while the events run (a FIFO of one worker: the writes keep their order)
-    pool = ThreadPoolExecutor(max_workers=1) if options.prefetch and device.type == "cpu" else None
+    # on the CPU one thread draws the next block of variates and another writes the last
+    # block's observations while the events run (each a FIFO of one worker)
+    threaded = options.prefetch and device.type == "cpu"
+    drawer = ThreadPoolExecutor(max_workers=1) if threaded else None
+    writer = ThreadPoolExecutor(max_workers=1) if threaded else None
+    # two sets of reused buffers, for draw d and d + 1 (fresh large arrays cost page faults)
+    scratch = [_Scratch.allocate(n_paths, K, [c.dtype for c in x], device) for _ in range(2 if threaded else 1)]
     writes = []
     try:
-        pending = pool.submit(streams.draw, st.key, 0, K) if pool else None
+        pending = drawer.submit(streams.draw, st.key, 0, K, None, scratch[0].draws) if threaded else None
         n = 0
         while True:
             running = st.t <= t_end
@@ -320,20 +327,22 @@ def _run(x, event, keys, seed, options: SSAOptions, context) -> SSAResult:
                 e_draw, w_draw = pending.result()
                 if keep is not None:
                     e_draw, w_draw = e_draw[:, keep], w_draw[:, keep]
-                pending = pool.submit(streams.draw, st.key, n // K + 1, K)
+                pending = drawer.submit(streams.draw, st.key, n // K + 1, K, None, scratch[(n // K + 1) % 2].draws)
             else:
-                e_draw, w_draw = streams.draw(st.key, n // K, K)
+                e_draw, w_draw = streams.draw(st.key, n // K, K, buffer=scratch[0].draws)
             times, states = _draw_events(event, st, out, e_draw, w_draw)
-            if pool is not None:
-                writes.append(pool.submit(_write_observations, out, times, states, st.rows, st.obs))
+            work = scratch[(n // K) % len(scratch)]
+            if threaded:
+                writes.append(writer.submit(_write_observations, out, times, states, st.rows, st.obs, work))
             else:
-                _write_observations(out, times, states, st.rows, st.obs)
+                _write_observations(out, times, states, st.rows, st.obs, work)
             n += K
         for done in writes:
             done.result()  # raise what a write raised
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if threaded:
+            drawer.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)
 
     observed = tuple(_fill_forward(buf.view(n_obs + 1, n_paths)[:n_obs].t()) for buf in out.observed)
     result = SSAResult(observed=observed, absorbed_at=out.absorbed_at, iterations=n)
@@ -376,35 +385,86 @@ def _draw_events(event: EventFn, st: _Paths, out: _Outputs, e_draw: torch.Tensor
     return times, [seq[:-1] for seq in states]
 
 
+@dataclass
+class _Scratch:
+    """Reused flat buffers of one draw: its variates (numpy, CPU), its times, its states."""
+
+    draws: Any
+    times: torch.Tensor
+    rows: torch.Tensor
+    states: list[torch.Tensor]
+
+    @classmethod
+    def allocate(cls, b: int, K: int, dtypes: list[torch.dtype], device: torch.device) -> "_Scratch":
+        draws = np.empty(2 * K * b, dtype=np.float64) if device.type == "cpu" else None
+        return cls(draws, torch.empty((K + 1) * b, dtype=torch.float64, device=device),
+                   torch.empty((K + 1) * b, dtype=torch.float64, device=device),
+                   [torch.empty(K * b, dtype=dtype, device=device) for dtype in dtypes])
+
+
 def _write_observations(out: _Outputs, times: list[torch.Tensor], states: list[list[torch.Tensor]],
-                        rows: torch.Tensor, obs_rows: torch.Tensor | None) -> None:
-    """Observation slots and absorption times of one draw (module docstring): state x_k fills
-    the observations in ``[t_k, t_{k+1})``; the first of them is written, the rest filled
-    forward at the end."""
-    T = torch.stack(times)  # (K + 1, b)
-    # first observation slot not passed at t_k, #{i : s_i < t_k}: ceil(t_k/Δ) on a regular grid
-    # (a jump within rounding of an observation time may be seen on either side of it)
+                        rows: torch.Tensor, obs_rows: torch.Tensor | None, work: _Scratch) -> None:
+    r"""Observation slots and absorption times of one draw (module docstring): slot i gets the
+    state :math:`x_k` with :math:`t_k \le s_i < t_{k+1}`."""
+    b, K1 = rows.shape[0], len(times)
+    by_event = torch.stack(times, out=work.times[:K1 * b].view(K1, b))  # (K + 1, b)
+    X = [torch.stack(seq, out=space[:len(seq) * b].view(len(seq), b)) if seq[0].dtype == space.dtype
+         else torch.stack(seq) for seq, space in zip(states, work.states)]  # (K, b)
     if out.step is not None:
-        slot = torch.mul(T, 1.0 / out.step).ceil_().clamp_(0.0, float(out.n_obs))  # float until written
-    elif out.obs is not None:
-        slot = torch.searchsorted(out.obs, T)
+        _write_regular(out, by_event, X, rows, work)
     else:
-        slot = torch.searchsorted(obs_rows, T.t().contiguous()).t()  # +inf closes each row
-    k, col = (slot[1:] > slot[:-1]).nonzero().unbind(1)  # x_k holds over at least one observation
-    first = slot[k, col]
-    if out.step is not None:
-        first = first.to(torch.int64)
-    index = first.mul_(out.n_paths).add_(rows[col])
-    for buffer, seq in zip(out.observed, states):
-        buffer.index_put_((index,), torch.stack(seq)[k, col])
+        _write_searched(out, by_event, X, rows, obs_rows, work)
+    ends = by_event[[0, K1 - 1]]
     # absorption: a jump in (t_start, t_end] after which no event comes (T = +inf from then on)
-    now_absorbed = torch.isinf(T[-1]) & torch.isfinite(T[0])
+    now_absorbed = torch.isinf(ends[1]) & torch.isfinite(ends[0])
     if bool(now_absorbed.any()):
         cols = now_absorbed.nonzero().squeeze(1)
-        block = T[:, cols]
+        block = by_event[:, cols]
         when = torch.where(torch.isinf(block), -math.inf, block).amax(0)  # the last jump
         inside = (when <= out.t_end) & (when > out.t_start)
         out.absorbed_at[rows[cols[inside]]] = when[inside]
+
+
+def _write_regular(out: _Outputs, by_event: torch.Tensor, X: list[torch.Tensor], rows: torch.Tensor,
+                   work: _Scratch) -> None:
+    r"""A shared regular grid :math:`s_i = iΔ`: the slots passed by time t are the
+    :math:`c(t) = \lceil t/Δ \rceil` first (clamped to [0, n_obs]), so :math:`x_k` writes slot
+    :math:`c(t_k)` where :math:`c(t_{k+1}) > c(t_k)`; the slots it also covers are filled forward at
+    the end. A jump within rounding (~1e-16 relative) of an observation time may be seen on either
+    side of it."""
+    b = rows.shape[0]
+    c = torch.mul(by_event, 1.0 / out.step, out=work.rows[:by_event.numel()].view_as(by_event)).ceil_()
+    k, col = (c[1:] > c[:-1]).nonzero().unbind(1)  # before clamping: sparse (a few % of the events)
+    first = c[k, col].clamp_(0.0, float(out.n_obs))
+    last = c[k + 1, col].clamp_(0.0, float(out.n_obs))
+    index = torch.where(last > first, first, float(out.n_obs)).to(torch.int64).mul_(out.n_paths).add_(rows[col])
+    for buffer, values in zip(out.observed, X):
+        buffer.index_put_((index,), values[k, col])
+
+
+def _write_searched(out: _Outputs, by_event: torch.Tensor, X: list[torch.Tensor], rows: torch.Tensor,
+                    obs_rows: torch.Tensor | None, work: _Scratch) -> None:
+    r"""Any grid, shared ``(T,)`` or per path: with the draw's times as rows ``(b, K + 1)``, the
+    slots passed during it are :math:`c_0 \le i < c_K`, :math:`c = \#\{i : s_i < t\}` at its first
+    and last time; slot i gets :math:`x_k` with k found by a search in the row (exact)."""
+    b, K1 = rows.shape[0], by_event.shape[0]
+    T = work.rows[:K1 * b].view(b, K1).copy_(by_event.t())
+    ends = T[:, [0, K1 - 1]]
+    c = torch.searchsorted(out.obs, ends) if out.obs is not None else torch.searchsorted(obs_rows, ends)
+    first, stop = c[:, 0], c[:, 1]
+    passed = int((stop - first).max()) if b else 0
+    sink = out.n_obs * out.n_paths + rows[:, None]
+    col = torch.arange(b, device=rows.device)[:, None]
+    for j0 in range(0, passed, _SLOTS_PER_PASS):
+        slot = first[:, None] + torch.arange(j0, min(passed, j0 + _SLOTS_PER_PASS), device=rows.device)
+        valid = slot < stop[:, None]
+        slot = slot.clamp_(max=out.n_obs - 1)
+        s = out.obs[slot] if out.obs is not None else obs_rows.gather(1, slot)
+        k = (torch.searchsorted(T, s, right=True) - 1).clamp_(0, K1 - 2)  # t_k <= s < t_{k+1}
+        index = torch.where(valid, slot * out.n_paths + rows[:, None], sink).reshape(-1)
+        source = (k * b + col).reshape(-1)
+        for buffer, values in zip(out.observed, X):
+            buffer.index_put_((index,), values.reshape(-1).take(source))
 
 
 def _regular_step(obs: torch.Tensor | None) -> float | None:

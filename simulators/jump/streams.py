@@ -24,25 +24,27 @@ The top 53 bits :math:`m_{d,j}` give :math:`U = (m + 1)\,2^{-53} \in (0, 1]`; nu
 (exact: U is a multiple of :math:`2^{-53}`).
 
 On the CPU the hashing runs in numpy's unsigned 64-bit arithmetic (logical shifts, wrapping
-products, in place, in cache-sized column blocks) and the logarithm is numpy's; on CUDA the
+products, in place, in cache-sized blocks of rows) and the logarithm is numpy's; on CUDA the
 same integer operations run in torch (signed int64 with masked shifts: the same bits), so
 CPU and CUDA share every integer and agree in law, not to the last bit of ``log``.
 """
 from __future__ import annotations
+
+from concurrent.futures import Executor
 
 import numpy as np
 import torch
 
 from ..random import _GOLDEN, _mix, _mix_int
 
-__all__ = ["stream_key", "path_stream_keys", "draw", "DRAW_COLUMNS"]
+__all__ = ["stream_key", "path_stream_keys", "draw", "DRAW_NUMBERS"]
 
 _U64 = np.uint64
 _GOLDEN_U = _U64(_GOLDEN & ((1 << 64) - 1))
 _MIX1_U = _U64(0xBF58476D1CE4E5B9)
 _MIX2_U = _U64(0x94D049BB133111EB)
-#: paths hashed per numpy call (with 2K = 128 numbers each: 512 KiB, fits in L2)
-DRAW_COLUMNS = 512
+#: numbers hashed per numpy call (64 Ki × 8 bytes: 512 KiB, in L2)
+DRAW_NUMBERS = 1 << 16
 
 
 def stream_key(seed: int, stream: int) -> int:
@@ -73,29 +75,59 @@ def _draw_keys(path_key: torch.Tensor, d: int) -> torch.Tensor:
     return _mix(path_key + ((d + 1) * _GOLDEN + (1 << 63)) % (1 << 64) - (1 << 63))
 
 
-def draw(path_key: torch.Tensor, d: int, events: int) -> tuple[torch.Tensor, torch.Tensor]:
+def draw(path_key: torch.Tensor, d: int, events: int, helper: Executor | None = None,
+         buffer: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Variates of draw ``d`` of every path: ``(E, W)``, each ``(events, B)`` float64 (event-major),
-    E ~ Exp(1) for the holding times and W ~ U[0, 1) for the channel choices."""
+    E ~ Exp(1) for the holding times and W ~ U[0, 1) for the channel choices.
+
+    ``helper`` (CPU): an executor that computes the W rows meanwhile (the same numbers);
+    ``buffer``: a float64 array of at least ``2·events·B`` elements to write into (reused
+    memory: fresh large arrays cost page faults), which the result then views.
+    """
     B = path_key.shape[0]
     K = events
     if path_key.device.type != "cpu":
         return _draw_torch(path_key, d, K)
     key = _draw_keys(path_key, d).numpy().view(np.uint64)
-    offsets = (np.arange(1, 2 * K + 1, dtype=np.uint64) * _GOLDEN_U)[:, None]
-    out = np.empty((2 * K, B), dtype=np.float64)
-    for start in range(0, B, DRAW_COLUMNS):
-        stop = min(B, start + DRAW_COLUMNS)
-        bits = offsets + key[None, start:stop]
-        _mix_np(bits, np.empty_like(bits))
-        bits >>= _U64(11)
-        block = out[:, start:stop]
-        np.add(bits, 1.0, out=block, casting="unsafe")  # m + 1, exact in float64
-        block *= 2.0 ** -53
-    np.log(out[:K], out=out[:K])
-    np.negative(out[:K], out=out[:K])
-    np.subtract(1.0, out[K:], out=out[K:])
+    if buffer is not None and buffer.size >= 2 * K * B:
+        out = buffer[:2 * K * B].reshape(2 * K, B)
+    else:
+        out = np.empty((2 * K, B), dtype=np.float64)
+    if helper is not None:  # E rows here, W rows in the helper
+        other = helper.submit(_fill, key, out, K, K, 2 * K)
+        _fill(key, out, K, 0, K)
+        other.result()
+    else:
+        _fill(key, out, K, 0, 2 * K)
     both = torch.from_numpy(out)
     return both[:K], both[K:]
+
+
+def _fill(key: np.ndarray, out: np.ndarray, K: int, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of ``out`` (2K, B): E = −log U in rows < K, W = 1 − U in rows ≥ K
+    (module docstring); blocks of rows of about :data:`DRAW_NUMBERS` numbers stay in cache."""
+    B = key.shape[0]
+    step = max(1, DRAW_NUMBERS // max(B, 1))
+    bits = np.empty((min(step, stop - start), B), dtype=np.uint64)
+    tmp = np.empty_like(bits)
+    first = start
+    while first < stop:
+        last = min(stop, first + step, K if first < K else stop)  # a block is all E or all W
+        b, t = bits[:last - first], tmp[:last - first]
+        offsets = (np.arange(first + 1, last + 1, dtype=np.uint64) * _GOLDEN_U)[:, None]
+        np.add(offsets, key[None, :], out=b)
+        _mix_np(b, t)
+        b >>= _U64(11)
+        b += _U64(1)                                           # m + 1 ∈ [1, 2**53]
+        block = out[first:last]
+        np.copyto(block, b.view(np.int64), casting="unsafe")  # exact in float64
+        block *= 2.0 ** -53                                    # U ∈ (0, 1]
+        if first < K:
+            np.log(block, out=block)
+            np.negative(block, out=block)                      # E = −log U
+        else:
+            np.subtract(1.0, block, out=block)                 # W = 1 − U
+        first = last
 
 
 def _draw_torch(path_key: torch.Tensor, d: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
