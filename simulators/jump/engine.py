@@ -312,7 +312,7 @@ def _run(x, event, keys, seed, options: SSAOptions, context) -> SSAResult:
     scratch = [_Scratch.allocate(n_paths, K, [c.dtype for c in x], device) for _ in range(2 if threaded else 1)]
     writes = []
     try:
-        pending = drawer.submit(streams.draw, st.key, 0, K, None, scratch[0].draws) if threaded else None
+        pending = drawer.submit(streams.draw, st.key, 0, K, scratch[0].draws) if threaded else None
         n = 0
         while True:
             running = st.t <= t_end
@@ -332,7 +332,7 @@ def _run(x, event, keys, seed, options: SSAOptions, context) -> SSAResult:
                 e_draw, w_draw = pending.result()
                 if keep is not None:
                     e_draw, w_draw = e_draw[:, keep], w_draw[:, keep]
-                pending = drawer.submit(streams.draw, st.key, n // K + 1, K, None, scratch[(n // K + 1) % 2].draws)
+                pending = drawer.submit(streams.draw, st.key, n // K + 1, K, scratch[(n // K + 1) % 2].draws)
             else:
                 e_draw, w_draw = streams.draw(st.key, n // K, K, buffer=scratch[0].draws)
             times, states = _draw_events(event, st, out, e_draw, w_draw)

@@ -30,8 +30,6 @@ CPU and CUDA share every integer and agree in law, not to the last bit of ``log`
 """
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
 import numpy as np
 import torch
 
@@ -75,13 +73,12 @@ def _draw_keys(path_key: torch.Tensor, d: int) -> torch.Tensor:
     return _mix(path_key + ((d + 1) * _GOLDEN + (1 << 63)) % (1 << 64) - (1 << 63))
 
 
-def draw(path_key: torch.Tensor, d: int, events: int, helper: Executor | None = None,
-         buffer: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def draw(path_key: torch.Tensor, d: int, events: int, buffer: np.ndarray | None = None
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Variates of draw ``d`` of every path: ``(E, W)``, each ``(events, B)`` float64 (event-major),
     E ~ Exp(1) for the holding times and W ~ U[0, 1) for the channel choices.
 
-    ``helper`` (CPU): an executor that computes the W rows meanwhile (the same numbers);
-    ``buffer``: a float64 array of at least ``2·events·B`` elements to write into (reused
+    ``buffer`` (CPU): a float64 array of at least ``2·events·B`` elements to write into (reused
     memory: fresh large arrays cost page faults), which the result then views.
     """
     B = path_key.shape[0]
@@ -93,12 +90,7 @@ def draw(path_key: torch.Tensor, d: int, events: int, helper: Executor | None = 
         out = buffer[:2 * K * B].reshape(2 * K, B)
     else:
         out = np.empty((2 * K, B), dtype=np.float64)
-    if helper is not None:  # E rows here, W rows in the helper
-        other = helper.submit(_fill, key, out, K, K, 2 * K)
-        _fill(key, out, K, 0, K)
-        other.result()
-    else:
-        _fill(key, out, K, 0, 2 * K)
+    _fill(key, out, K, 0, 2 * K)
     both = torch.from_numpy(out)
     return both[:K], both[K:]
 
