@@ -203,9 +203,9 @@ class AlleeBirthDeath(AbstractPathSystem):
     @property
     def variables(self):
         return (Variable("n", ("time",), "1", "population size n (individuals)"),
-                Variable("mu", ("time",), "1", "per-capita death rate mu(t)"),
+                Variable("mu", ("time",), "1", "per-capita death rate mu(t)", role="forcing"),
                 Variable("extinction_time", (), self.time_units,
-                         "time at which the population died out (NaN: survived to the end)"))
+                         "time at which the population died out (NaN: survived to the end)", role="diagnostic"))
 
     def observables(self, x):
         return {"n": x[..., 0]}
