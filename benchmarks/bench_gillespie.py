@@ -12,7 +12,7 @@ Models (the same reactions, propensities and output times in both):
 
 Prints trajectories per second for 1,000 and 10,000 trajectories: dynlab (all
 trajectories as one batch; the event loop on one thread, the random numbers of the next
-draw in a second), GillesPy2's NumPy SSA and C++ SSA solvers (the C++ build time on its
+draw and the writes of the last draw's observations in two more), GillesPy2's NumPy SSA and C++ SSA solvers (the C++ build time on its
 own line), and the ratios; the target is dynlab >= 10x GillesPy2's fastest solver at
 10,000 trajectories on 2 CPU cores. Both sides include the conversion of their output to
 arrays (dynlab: the (M, P, T, S) tensor; GillesPy2: its Results parsed into numpy arrays).

@@ -24,9 +24,11 @@ record are written once per draw, for its K events at once:
 
 * observation :math:`X(s)` is the state after the last jump at or before s (paths are
   right-continuous): state :math:`x_k`, held on :math:`[t_k, t_{k+1})`, fills the
-  observation slots :math:`s \in [t_k, t_{k+1})`; the first of them (a ``searchsorted``
-  of the draw's times among the observation times) is written by one scatter, the others
-  are filled forward at the end;
+  observation slots :math:`s \in [t_k, t_{k+1})`. On a shared regular grid
+  :math:`s_i = iΔ` the first of them, :math:`\lceil t_k/Δ \rceil`, is written and the others
+  are filled forward at the end (a jump within rounding, ~1e-16 relative, of an observation
+  time may be seen on either side of it); on any other grid every slot gets its state by an
+  exact search of the draw's times;
 * the jump record keeps ``(t_k, x_k)`` of the jumps in ``[0, t_end]``;
 * the absorption time is the time of a jump after which no channel is open.
 
