@@ -26,12 +26,13 @@ from .presets import BirthDeath, FlashingRatchet, LotkaVolterra, MJPPrior, Schlo
 from .prior import initial_distribution, sample_rate_matrices
 from .rate_matrix import (check_rate_matrix, entropy_production, flashing_ratchet_rate_matrix, rate_matrix_from_rates,
                           stationary_distribution, transition_probabilities)
+from .ramped import ramped_birth_death
 from .reactions import ReactionNetwork, simulate_reactions
 from .systems import AbstractJumpSystem, AbstractMarkovJumpSystem, AbstractReactionSystem, sample_states
 
 __all__ = [
     "Gillespie", "ssa", "SSAOptions", "SSAResult", "holding_time", "JumpPaths", "path_keys", "EVENTS_PER_DRAW", "MAX_PATHS", "STREAM_JUMP",
-    "simulate_mjp", "jump_tables", "simulate_reactions", "ReactionNetwork",
+    "simulate_mjp", "jump_tables", "simulate_reactions", "ReactionNetwork", "ramped_birth_death",
     "observation_times", "regular_grid", "irregular_grid", "mislabel",
     "sample_rate_matrices", "initial_distribution", "sample_states",
     "check_rate_matrix", "rate_matrix_from_rates", "stationary_distribution", "transition_probabilities",

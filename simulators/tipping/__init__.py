@@ -14,7 +14,8 @@
 Equations and reference numbers: ``shared/PHYSICS.md`` (Critical transitions;
 Stochastic integration).
 """
-from .allee import AlleeBirthDeath, ramped_birth_death
+from ..jump.ramped import ramped_birth_death
+from .allee import AlleeBirthDeath
 from .gbm import GeometricBrownianMotion, gbm_exact
 from .lsn import LinearisedSaddleNode, lsn_moments
 from .may import (Fold, MayGrazing, may_drift, may_drift_derivative, may_equilibria, may_folds,

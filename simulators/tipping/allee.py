@@ -30,7 +30,7 @@ the stationary control of the prosecutor's fallacy (Boettiger & Hastings 2012)
 — runs selected for having collapsed, with no bifurcation approached.
 
 Events are simulated exactly by the one SSA engine (:func:`simulators.jump.engine.ssa`
-with :func:`ramped_birth_death`: the ramp makes the death propensity grow linearly
+with :func:`~simulators.jump.ramped.ramped_birth_death`: the ramp makes the death propensity grow linearly
 between events, handled by the integrated hazard, with the kink where the ramp starts),
 batched over members with no per-member Python loop; the spin-up (μ held) and the saved
 run are one path from ``-spinup`` to ``t_end``.
@@ -43,48 +43,14 @@ from functools import cached_property
 
 import torch
 
-from typing import Callable
-
 from ..core import Params, Variable, check_finite_parameter, register_system
-from ..jump.engine import SSAOptions, holding_time, path_keys, ssa
+from ..jump.engine import SSAOptions, path_keys, ssa
+from ..jump.ramped import ramped_birth_death
 from ..path import AbstractPathSystem
 from ..random import CounterRNG
 from .ramp import LinearRamp
 
-__all__ = ["AlleeBirthDeath", "ramped_birth_death"]
-
-Propensities = Callable[[torch.Tensor, torch.Tensor], tuple]
-
-
-def ramped_birth_death(propensities: Propensities, kink: float = 0.0):
-    r"""The SSA rule (:data:`~simulators.jump.engine.EventFn`) of a one-species birth–death
-    process whose propensities ramp linearly in time from ``kink`` on.
-
-    ``propensities(t, n) -> (a_birth, a_death, b_birth, b_death)``: for ``t``, ``n`` ``(b,)``
-    the propensities at t and their slopes :math:`b \ge 0` after the kink (tensors or
-    floats), so that :math:`a_j(t + s) = a_j(t) + b_j (\max(t + s, κ) − \max(t, κ))` until
-    the next event. The holding time solves the integrated hazard
-    (:func:`~simulators.jump.engine.holding_time`); the event is a birth with probability
-    :math:`a_+/(a_+ + a_−)` at the event time (channel 0 of the direct method: birth iff
-    :math:`W A(t+τ) < a_+(t+τ)`), a death otherwise. An empty population (A = B = 0) waits
-    forever.
-    """
-    def event(x, t, e, w, ctx):
-        n = x[0]
-        # an extinct path waits at t = +inf: evaluate its (zero) rates at a finite time
-        birth, death, birth_slope, death_slope = propensities(t.nan_to_num(posinf=kink), n)
-        rate = birth + death
-        slope = birth_slope + death_slope
-        tau = holding_time(e, rate, slope, t, kink)
-        t_next = t + tau
-        ramp = (t_next.clamp(min=kink) - t.clamp(min=kink)).nan_to_num_(posinf=0.0)  # ramped part of tau
-        birth_now = birth + ramp * birth_slope
-        is_birth = w * (rate + ramp * slope) < birth_now
-        n_next = torch.where(torch.isinf(t_next), n, n - 1.0 + 2.0 * is_birth)
-        return t_next, (n_next,)
-
-    return event
-
+__all__ = ["AlleeBirthDeath"]
 
 @register_system
 class AlleeBirthDeath(AbstractPathSystem):
@@ -169,7 +135,7 @@ class AlleeBirthDeath(AbstractPathSystem):
 
     def birth_death_propensities(self, t: torch.Tensor, n: torch.Tensor):
         r"""Propensities of birth and death at ``t`` and their time slopes after the ramp
-        starts (t = 0), each ``(M,)`` (:func:`ramped_birth_death`).
+        starts (t = 0), each ``(M,)`` (:func:`~simulators.jump.ramped.ramped_birth_death`).
 
         ``t``, ``n``: ``(M,)``. Only μ(t) depends on time: :math:`∂_t a_− = \dot μ\, n` from t = 0 on
         (μ is held before: the engine's holding time has its kink there).
