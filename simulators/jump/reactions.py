@@ -138,15 +138,30 @@ class ReactionNetwork:
         never_absorbing = any(c > 0 and not any(row) for c, row in zip(self.rate_constants, self.reactants))
         last = R - 1 if never_absorbing else R  # g_{R-1} matters only where a0 can be 0
 
+        terms = [self.propensity_terms(r) for r in range(R)]
+
         def event(x, t, e, w, ctx):
-            cum = []
-            total: torch.Tensor | float = 0.0
+            # falling factorials without clamping: for integer counts x < ν one factor is
+            # exactly 0, so a propensity is ±0 (the comparisons below treat −0 as 0)
             factorials: dict = {}
-            for r in range(R):
-                total = total + self.propensity_of(r, x, factorials)
+
+            def falling(s: int, order: int) -> torch.Tensor:
+                if (s, order) not in factorials:
+                    factorials[s, order] = x[s] if order == 1 else falling(s, order - 1) * (x[s] - (order - 1))
+                return factorials[s, order]
+
+            cum = []
+            total: torch.Tensor | float | None = None
+            for k, factors in terms:
+                a: torch.Tensor | float = k
+                for s, order in factors:
+                    a = falling(s, order) * a
+                total = a if total is None else total + a
                 cum.append(total)
             if not isinstance(total, torch.Tensor):
                 total = torch.full_like(w, total)
+            elif last == R:
+                total = total + 0.0  # −0 (no channel open) must give +inf, not −inf
             target = w * total
             below = [target >= cum[r] for r in range(last)]  # g_r
             x_next = []
