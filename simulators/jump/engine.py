@@ -439,7 +439,6 @@ def _write_regular(out: _Outputs, by_event: torch.Tensor, X: list[torch.Tensor],
     :math:`c(t_k)` where :math:`c(t_{k+1}) > c(t_k)`; the slots it also covers are filled forward at
     the end. A jump within rounding (~1e-16 relative) of an observation time may be seen on either
     side of it."""
-    b = rows.shape[0]
     c = torch.mul(by_event, 1.0 / out.step, out=work.rows[:by_event.numel()].view_as(by_event)).ceil_()
     k, col = (c[1:] > c[:-1]).nonzero().unbind(1)  # before clamping: sparse (a few % of the events)
     first = c[k, col].clamp_(0.0, float(out.n_obs))
