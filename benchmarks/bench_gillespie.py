@@ -27,7 +27,7 @@ both simulate the same model.
 GillesPy2 is an optional, benchmark-only dependency (``pip install gillespy2``);
 without it dynlab is timed alone. Its C++ solver needs a C++ compiler.
 
-    python benchmarks/bench_gillespie.py [--device cuda] [--trajectories 1000 10000]
+    python benchmarks/bench_gillespie.py [--device cuda] [--trajectories 1000 10000] [--repeats 3]
                                          [--models birth_death schlogl] [--budget 60]
 """
 from __future__ import annotations
@@ -128,6 +128,13 @@ def timed_subset(run, n: int, budget: float) -> tuple[float, float, int, np.ndar
     return m / seconds, m / max(cpu, 1e-9), m, final
 
 
+def median_trial(runs: list) -> tuple:
+    """The median wall-clock and CPU rates of repeated trials (with the first trial's values)."""
+    wall = float(np.median([r[0] for r in runs]))
+    cpu = float(np.median([r[1] for r in runs]))
+    return (wall, cpu) + tuple(runs[0][2:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trajectories", type=int, nargs="+", default=[1000, 10000])
@@ -136,6 +143,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds at most per slow solver run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-gillespy2", action="store_true")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time every solver this many times, interleaved, and report the median rates "
+                             "(steadier on a shared machine)")
     parser.add_argument("--no-numpy-solver", action="store_true",
                         help="skip GillesPy2's (slow) NumPy SSA solver; time its C++ solver only")
     args = parser.parse_args()
@@ -176,12 +186,16 @@ def main() -> None:
                 print(f"NOTICE: GillesPy2's C++ solver could not be built ({type(err).__name__}: "
                       f"{str(err).splitlines()[0]}); NumPy solver only")
         for n in args.trajectories:
-            seconds, cpu, final = run_dynlab(model, n, args.device)
-            rates = {"dynlab (batched SSA)": (n / seconds, n / cpu, n, final)}
-            for label, solver in solvers.items():
-                rates[label] = timed_subset(lambda k, s=solver: run_gillespy2(s, k, model.network.species[0]),
-                                            n, args.budget)
-            print(f"-- {n} trajectories (load average {os.getloadavg()[0]:.1f})")
+            trials: dict[str, list] = {}
+            for _ in range(max(1, args.repeats)):  # interleaved: the load changes alike for all
+                seconds, cpu, final = run_dynlab(model, n, args.device)
+                trials.setdefault("dynlab (batched SSA)", []).append((n / seconds, n / cpu, n, final))
+                for label, solver in solvers.items():
+                    trials.setdefault(label, []).append(timed_subset(
+                        lambda k, s=solver: run_gillespy2(s, k, model.network.species[0]), n, args.budget))
+            rates = {label: median_trial(runs) for label, runs in trials.items()}
+            print(f"-- {n} trajectories (load average {os.getloadavg()[0]:.1f}"
+                  + (f"; medians of {args.repeats} interleaved runs)" if args.repeats > 1 else ")"))
             for label, (rate, cpu_rate, measured, values) in rates.items():
                 note = "" if measured == n else f"  (measured on {measured})"
                 print(f"   {label:28s} {rate:10.1f} traj/s wall {cpu_rate:10.1f} traj/CPU-s   X(t_end) mean "
