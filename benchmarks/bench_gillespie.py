@@ -11,9 +11,14 @@ Models (the same reactions, propensities and output times in both):
   gets these as custom propensities (its mass-action 2X -> ... omits the 1/2).
 
 Prints trajectories per second for 1,000 and 10,000 trajectories: dynlab (all
-trajectories as one batch), GillesPy2's NumPy SSA and C++ SSA solvers (the C++
-build time on its own line), and the ratios; the target is dynlab >= 10x
-GillesPy2's fastest solver at 10,000 trajectories. A slow solver is timed on a
+trajectories as one batch; the event loop on one thread, the random numbers of the next
+draw and the writes of the last draw's observations in two more), GillesPy2's NumPy SSA and C++ SSA solvers (the C++ build time on its
+own line), and the ratios; the target is dynlab >= 10x GillesPy2's fastest solver at
+10,000 trajectories on 2 CPU cores. Both sides include the conversion of their output to
+arrays (dynlab: the (M, P, T, S) tensor; GillesPy2: its Results parsed into numpy arrays).
+Next to wall-clock rates, the CPU seconds used (this process and its children, as
+GillesPy2's C++ solver runs in a subprocess) are printed: on a shared, loaded machine
+they show the work each side does. A slow solver is timed on a
 subset (``--budget`` seconds at most) and its rate reported as measured there;
 trajectories are independent, so a serial solver's rate does not depend on how
 many are asked for. Means and variances of X(t_end) are printed as a check that
@@ -22,13 +27,14 @@ both simulate the same model.
 GillesPy2 is an optional, benchmark-only dependency (``pip install gillespy2``);
 without it dynlab is timed alone. Its C++ solver needs a C++ compiler.
 
-    python benchmarks/bench_gillespie.py [--device cuda [--cuda-graphs]] [--trajectories 1000 10000]
+    python benchmarks/bench_gillespie.py [--device cuda] [--trajectories 1000 10000] [--repeats 3]
                                          [--models birth_death schlogl] [--budget 60]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -68,15 +74,21 @@ def schlogl() -> Model:
 MODELS = {"birth_death": birth_death, "schlogl": schlogl}
 
 
-def run_dynlab(model: Model, n: int, device: str, seed: int = 0) -> tuple[float, np.ndarray]:
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (user + system)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def run_dynlab(model: Model, n: int, device: str, seed: int = 0) -> tuple[float, float, np.ndarray]:
     times = regular_grid(model.t_end, model.n_times, device=device)
     x0 = torch.tensor(model.x0, dtype=torch.float64, device=device).expand(1, n, -1)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     paths = simulate_reactions(model.network, x0, times, t_end=model.t_end, seed=seed)
-    final = paths.observed[0, :, -1, 0].cpu().numpy()  # includes the device sync
-    return time.perf_counter() - start, final
+    counts = paths.observed.cpu().numpy()  # (1, n, T, S) arrays; includes the device sync
+    return time.perf_counter() - start, cpu_seconds() - cpu, counts[0, :, -1, 0]
 
 
 def gillespy2_model(model: Model):
@@ -96,23 +108,31 @@ def gillespy2_model(model: Model):
     return m
 
 
-def run_gillespy2(solver, n: int, species: str, seed: int = 1) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
+def run_gillespy2(solver, n: int, species: str, seed: int = 1) -> tuple[float, float, np.ndarray]:
+    start, cpu = time.perf_counter(), cpu_seconds()
     results = solver.run(number_of_trajectories=n, seed=seed)
-    seconds = time.perf_counter() - start
-    return seconds, np.array([traj[species][-1] for traj in results])
+    counts = np.stack([np.asarray(traj[species]) for traj in results])  # (n, T) arrays, as dynlab's
+    return time.perf_counter() - start, cpu_seconds() - cpu, counts[:, -1]
 
 
-def timed_subset(run, n: int, budget: float) -> tuple[float, int, np.ndarray]:
-    """Rate of a serial solver on at most n trajectories within about ``budget`` seconds."""
+def timed_subset(run, n: int, budget: float) -> tuple[float, float, int, np.ndarray]:
+    """Wall-clock and CPU rates of a serial solver on at most n trajectories within about
+    ``budget`` seconds."""
     pilot = min(n, 10)
-    seconds, final = run(pilot)
+    seconds, cpu, final = run(pilot)
     if pilot == n:
-        return n / seconds, n, final
+        return n / seconds, n / cpu, n, final
     m = int(min(n, max(pilot, budget / (seconds / pilot))))
     if m > pilot:
-        seconds, final = run(m)
-    return m / seconds, m, final
+        seconds, cpu, final = run(m)
+    return m / seconds, m / max(cpu, 1e-9), m, final
+
+
+def median_trial(runs: list) -> tuple:
+    """The median wall-clock and CPU rates of repeated trials (with the first trial's values)."""
+    wall = float(np.median([r[0] for r in runs]))
+    cpu = float(np.median([r[1] for r in runs]))
+    return (wall, cpu) + tuple(runs[0][2:])
 
 
 def main() -> None:
@@ -123,15 +143,14 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds at most per slow solver run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-gillespy2", action="store_true")
-    parser.add_argument("--cuda-graphs", action="store_true",
-                        help="replay the events of each draw as a CUDA graph (simulators.jump.gillespie.CUDA_GRAPHS)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time every solver this many times, interleaved, and report the median rates "
+                             "(steadier on a shared machine)")
+    parser.add_argument("--no-numpy-solver", action="store_true",
+                        help="skip GillesPy2's (slow) NumPy SSA solver; time its C++ solver only")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.cuda_graphs:
-        import simulators.jump.gillespie as gillespie
-
-        gillespie.CUDA_GRAPHS = True
 
     gillespy2 = None
     if not args.no_gillespy2:
@@ -145,8 +164,7 @@ def main() -> None:
             gillespy2 = None
     cpu = os.cpu_count()
     print(f"torch {torch.__version__}, device {args.device}"
-          + (f" ({torch.cuda.get_device_name()}, CUDA graphs {'on' if args.cuda_graphs else 'off'})"
-             if args.device.startswith("cuda") else "")
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else "")
           + f", {torch.get_num_threads()} torch threads, {cpu} CPUs; load average {os.getloadavg()[0]:.1f}")
     if gillespy2 is not None:
         print(f"gillespy2 {gillespy2.__version__}")
@@ -158,7 +176,8 @@ def main() -> None:
         solvers = {}
         if gillespy2 is not None:
             gmodel = gillespy2_model(model)
-            solvers["GillesPy2 NumPySSASolver"] = gillespy2.NumPySSASolver(model=gmodel)
+            if not args.no_numpy_solver:
+                solvers["GillesPy2 NumPySSASolver"] = gillespy2.NumPySSASolver(model=gmodel)
             try:
                 start = time.perf_counter()
                 solvers["GillesPy2 SSACSolver (C++)"] = gillespy2.SSACSolver(model=gmodel)
@@ -167,20 +186,25 @@ def main() -> None:
                 print(f"NOTICE: GillesPy2's C++ solver could not be built ({type(err).__name__}: "
                       f"{str(err).splitlines()[0]}); NumPy solver only")
         for n in args.trajectories:
-            seconds, final = run_dynlab(model, n, args.device)
-            rates = {"dynlab (batched SSA)": (n / seconds, n, final)}
-            for label, solver in solvers.items():
-                rates[label] = timed_subset(lambda k, s=solver: run_gillespy2(s, k, model.network.species[0]),
-                                            n, args.budget)
-            print(f"-- {n} trajectories")
-            for label, (rate, measured, values) in rates.items():
+            trials: dict[str, list] = {}
+            for _ in range(max(1, args.repeats)):  # interleaved: the load changes alike for all
+                seconds, cpu, final = run_dynlab(model, n, args.device)
+                trials.setdefault("dynlab (batched SSA)", []).append((n / seconds, n / cpu, n, final))
+                for label, solver in solvers.items():
+                    trials.setdefault(label, []).append(timed_subset(
+                        lambda k, s=solver: run_gillespy2(s, k, model.network.species[0]), n, args.budget))
+            rates = {label: median_trial(runs) for label, runs in trials.items()}
+            print(f"-- {n} trajectories (load average {os.getloadavg()[0]:.1f}"
+                  + (f"; medians of {args.repeats} interleaved runs)" if args.repeats > 1 else ")"))
+            for label, (rate, cpu_rate, measured, values) in rates.items():
                 note = "" if measured == n else f"  (measured on {measured})"
-                print(f"   {label:28s} {rate:12.1f} traj/s   X(t_end) mean {values.mean():8.2f} "
-                      f"var {values.var():9.2f}{note}")
-            ours = rates["dynlab (batched SSA)"][0]
+                print(f"   {label:28s} {rate:10.1f} traj/s wall {cpu_rate:10.1f} traj/CPU-s   X(t_end) mean "
+                      f"{values.mean():8.2f} var {values.var():9.2f}{note}")
+            ours, ours_cpu = rates["dynlab (batched SSA)"][:2]
             others = {k: v[0] for k, v in rates.items() if not k.startswith("dynlab")}
             for label, rate in others.items():
-                print(f"   ratio dynlab / {label:28s} {ours / rate:8.1f}x")
+                print(f"   ratio dynlab / {label:28s} {ours / rate:8.1f}x wall, "
+                      f"{ours_cpu / rates[label][1]:8.1f}x per CPU second")
             if others:
                 best = max(others, key=others.get)
                 verdict = "met" if ours >= 10 * others[best] else "not met"

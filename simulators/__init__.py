@@ -15,6 +15,7 @@ from .ensemble import BlowUpError, run_members
 from .integrators import INTEGRATORS, AbstractFixedStepIntegrator, AbstractIntegrator, make_integrator, register_integrator
 from .lorenz import Lorenz63, Lorenz96, Lorenz96TwoScale
 from .lyapunov import kaplan_yorke_dimension, lyapunov_spectrum, rk4_tangent_step
+from .path import AbstractPathSystem, run_paths
 from .random import CounterRNG
 from . import climate  # noqa: F401
 from . import tipping  # noqa: F401
@@ -25,6 +26,6 @@ __all__ = [
     "SYSTEMS", "INTEGRATORS", "AbstractSystem", "AbstractIntegrator", "AbstractFixedStepIntegrator",
     "Params", "TimeGrid", "Variable", "CounterRNG", "BlowUpError",
     "make_system", "make_integrator", "register_system", "register_integrator", "check_finite_parameter",
-    "run_members", "lyapunov_spectrum", "kaplan_yorke_dimension", "rk4_tangent_step",
+    "run_members", "run_paths", "AbstractPathSystem", "lyapunov_spectrum", "kaplan_yorke_dimension", "rk4_tangent_step",
     "Lorenz63", "Lorenz96", "Lorenz96TwoScale",
 ]

@@ -4,8 +4,6 @@ times exponential, jump choices Q_ij/(-Q_ii); the observations against the jump
 record; absorbing states; batching that does not change a path."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 import scipy.linalg
@@ -151,27 +149,20 @@ def test_cuda_paths_have_the_right_law():
 
 
 @pytest.mark.gpu
-def test_cuda_graphs_give_the_eager_numbers_and_a_path_does_not_depend_on_its_batch(monkeypatch):
-    import simulators.jump.gillespie as gillespie
+def test_cuda_draws_share_the_cpu_integers_and_a_path_does_not_depend_on_its_batch():
+    from simulators.jump import streams
 
+    key = streams.path_stream_keys(torch.arange(5000), 4, 0x41)
+    e_cpu, w_cpu = streams.draw(key, 3, 64)
+    e_gpu, w_gpu = streams.draw(key.cuda(), 3, 64)
+    assert torch.equal(w_gpu.cpu(), w_cpu)  # the same integers; log may differ in the last bit
+    torch.testing.assert_close(e_gpu.cpu(), e_cpu, rtol=4e-16, atol=0)
     Q = torch.stack([Q_RATCHET, flashing_ratchet_rate_matrix(1.5, 0.5, 2.0), flashing_ratchet_rate_matrix(0.5)]).cuda()
     x0 = torch.arange(3 * 3000).remainder(6).reshape(3, 3000).cuda()
     obs = regular_grid(8.0, 41, device="cuda")
-    monkeypatch.setattr(gillespie, "CUDA_GRAPHS", True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a failed capture falls back with a warning: fail instead
-        graphs = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
-        alone = simulate_mjp(Q[2:], x0[2:, :7], obs, t_end=8.0, seed=4, members=[2], record_events=64)
-    monkeypatch.setattr(gillespie, "CUDA_GRAPHS", False)
     eager = simulate_mjp(Q, x0, obs, t_end=8.0, seed=4, record_events=64)
-    def assert_same(got, want):
-        assert torch.equal(got.observed, want.observed)
-        assert torch.equal(got.jump_state, want.jump_state) and torch.equal(got.n_events, want.n_events)
-        torch.testing.assert_close(got.jump_time, want.jump_time, rtol=0, atol=0, equal_nan=True)
-
-    assert_same(graphs, eager)
-    part = lambda v: v[2:3, :7]  # noqa: E731 - member 2, first 7 paths
-    assert_same(alone, type(eager)(part(eager.observed), part(eager.jump_time), part(eager.jump_state),
-                                    part(eager.n_events), eager.iterations))
+    alone = simulate_mjp(Q[2:], x0[2:, :7], obs, t_end=8.0, seed=4, members=[2], record_events=64)
+    assert torch.equal(alone.observed[0], eager.observed[2, :7])
+    assert torch.equal(alone.jump_state[0], eager.jump_state[2, :7])
     counts = np.bincount(eager.observed[0, :, -1].cpu().numpy(), minlength=6)
     assert chi_square_p(counts, PI_RATCHET) > 1e-3

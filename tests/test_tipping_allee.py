@@ -1,6 +1,6 @@
-"""The Allee birth–death model: exact SSA against closed-form laws (a death process with
-a ramped rate, immigration–death), the mean-field fold, ramped collapse against chance
-collapse, and per-member determinism."""
+"""The Allee birth–death model: the one SSA engine with a ramped hazard against closed-form
+laws (a death process with a ramped rate, started before the ramp, immigration–death), the
+mean-field fold, ramped collapse against chance collapse, and per-member determinism."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from simulators import CounterRNG, TimeGrid, make_integrator, make_system, run_members
-from simulators.tipping import AlleeBirthDeath, birth_death_ssa
+from simulators import TimeGrid, make_integrator, make_system
+from simulators.jump import SSAOptions, ssa
+from simulators.tipping import AlleeBirthDeath, ramped_birth_death
 
 SSA = make_integrator("gillespie_ramp")
 
@@ -30,25 +31,34 @@ def assert_moments(x: torch.Tensor, mean: float, var: float, z: float = 4.0) -> 
     assert abs(float(x.var()) - var) <= z * se_var, (float(x.var()), var)
 
 
-def test_ssa_death_process_with_a_ramped_rate_is_binomial():
-    """Deaths at μ(t) n with μ(t) = μ0 + ρt: each individual survives to t with probability
-    exp(−μ0 t − ρt²/2), so n(t) ~ Binomial(n0, p(t)). Ignoring the ramp would give exp(−μ0 t)."""
+def birth_death_paths(propensities, n0: float, M: int, seed: int, t_end: float, times, t_start: float = 0.0):
+    """The engine on M one-species paths with the ramped-hazard rule: (n at ``times`` (M, T), absorbed_at)."""
+    result = ssa((torch.full((M,), float(n0), dtype=torch.float64),), ramped_birth_death(propensities),
+                 keys=torch.arange(M), seed=seed,
+                 options=SSAOptions(t_end=t_end, obs_times=torch.as_tensor(times, dtype=torch.float64),
+                                    t_start=t_start))
+    return result.observed[0], result.absorbed_at
+
+
+@pytest.mark.parametrize("t_start", [0.0, -1.0])
+def test_ssa_death_process_with_a_ramped_rate_is_binomial(t_start):
+    """Deaths at μ(t) n with μ(t) = μ0 + ρ max(t, 0): each individual survives from t_start to t
+    with probability exp(−μ0 (t − t_start) − ρt²/2), so n(t) ~ Binomial(n0, p(t)). Ignoring the
+    ramp would give exp(−μ0 t); started at −1 the hazard has its kink at 0 inside the run."""
     mu0, rho, n0, M = 0.2, 0.6, 20, 4000
 
     def propensities(t, n):
-        return 0.0 * n, (mu0 + rho * t) * n, 0.0, rho * n
+        return 0.0 * n, (mu0 + rho * t.clamp(min=0.0)) * n, 0.0, rho * n
 
     times = torch.tensor([0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
-    result = birth_death_ssa(propensities, torch.full((M,), float(n0)), CounterRNG(4, range(M)), t_start=0.0,
-                             t_stop=2.0, save_times=times, lane=0)
+    n, extinct = birth_death_paths(propensities, n0, M, 4, 2.0, times, t_start)
     for k, t in enumerate(times.tolist()):
-        p = math.exp(-mu0 * t - 0.5 * rho * t * t)
-        assert_moments(result.samples[:, k], n0 * p, n0 * p * (1 - p))
-    p_no_ramp = math.exp(-mu0 * 2.0)
-    assert abs(float(result.samples[:, -1].mean()) - n0 * p_no_ramp) > 20 * math.sqrt(n0 / M)
-    assert torch.equal(result.n, result.samples[:, -1])
-    died = result.n == 0
-    assert torch.isnan(result.extinction_time[~died]).all() and (result.extinction_time[died] <= 2.0).all()
+        p = math.exp(-mu0 * (t - t_start) - 0.5 * rho * t * t)
+        assert_moments(n[:, k], n0 * p, n0 * p * (1 - p))
+    p_no_ramp = math.exp(-mu0 * (2.0 - t_start))
+    assert abs(float(n[:, -1].mean()) - n0 * p_no_ramp) > 20 * math.sqrt(n0 / M)
+    died = n[:, -1] == 0
+    assert torch.isnan(extinct[~died]).all() and (extinct[died] <= 2.0).all() and (extinct[died] > t_start).all()
 
 
 def test_ssa_immigration_death_is_poisson():
@@ -59,11 +69,10 @@ def test_ssa_immigration_death_is_poisson():
         return torch.full_like(n, lam), mu * n, 0.0, 0.0
 
     times = torch.tensor([0.5, 3.0], dtype=torch.float64)
-    result = birth_death_ssa(propensities, torch.zeros(M), CounterRNG(9, range(M)), t_start=0.0, t_stop=3.0,
-                             save_times=times, lane=0)
+    n, _ = birth_death_paths(propensities, 0.0, M, 9, 3.0, times)
     for k, t in enumerate(times.tolist()):
         mean = lam * (1 - math.exp(-mu * t)) / mu
-        assert_moments(result.samples[:, k], mean, mean)
+        assert_moments(n[:, k], mean, mean)
 
 
 def test_mean_field_fold_and_propensities():
@@ -91,8 +100,9 @@ def test_mean_field_fold_and_propensities():
     ramped = AlleeBirthDeath(N=40, mu=0.5, mu_rate=0.1)
     _, death, _, death_slope = ramped.birth_death_propensities(torch.full((3,), 2.0, dtype=torch.float64), n)
     assert torch.allclose(death, 0.7 * n + n * n / 40.0) and torch.allclose(death_slope, 0.1 * n)
-    _, _, _, before = ramped.birth_death_propensities(torch.full((3,), -1.0, dtype=torch.float64), n)
-    assert torch.equal(before, torch.zeros(3, dtype=torch.float64))  # held during the spin-up
+    _, held, _, after_kink = ramped.birth_death_propensities(torch.full((3,), -1.0, dtype=torch.float64), n)
+    # μ is held during the spin-up; the slope is the one after the kink at t = 0 (ramped_birth_death)
+    assert torch.allclose(held, 0.5 * n + n * n / 40.0) and torch.allclose(after_kink, 0.1 * n)
 
 
 def test_ramp_collapses_while_the_stationary_control_only_rarely_does():
@@ -129,9 +139,10 @@ def test_members_are_independent_of_the_batch():
     part = allee.simulate(SSA, grid, seed=3, members=[4, 2])
     for name in ("n", "extinction_time"):
         torch.testing.assert_close(part[name], whole[name][[4, 2]], rtol=0, atol=0, equal_nan=True)
-    # the generic path (run_members with the integrator) gives the same series
-    generic = run_members(allee, SSA, grid, seed=3, members=range(6))
-    assert torch.equal(generic["n"], whole["n"])
+    # both config names run the one engine
+    plain = allee.simulate(make_integrator("gillespie"), grid, seed=3, members=range(6))
+    for name in whole:
+        torch.testing.assert_close(plain[name], whole[name], rtol=0, atol=0, equal_nan=True)
     assert torch.equal(whole["n"], whole["n"].round()) and (whole["n"] >= 0).all()
 
 
@@ -140,7 +151,7 @@ def test_refuses_other_integrators():
     with pytest.raises(ValueError, match="gillespie_ramp"):
         allee.simulate(make_integrator("euler_maruyama"), TimeGrid(dt=0.1, save_every=0.1, t_end=1.0), seed=0,
                        members=range(2))
-    with pytest.raises(ValueError, match="birth_death_propensities"):
+    with pytest.raises(ValueError, match="gillespie_ramp simulates jump processes; ou is not one"):
         SSA.check_system(make_system("ou"))
 
 

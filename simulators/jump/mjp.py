@@ -2,7 +2,7 @@ r"""Batched exact paths of finite-state Markov jump processes.
 
 In state i a path waits an :math:`\text{Exp}(λ_i)` time, :math:`λ_i = −Q_{ii}`,
 then jumps to j ≠ i with probability :math:`Q_{ij}/λ_i` (Gillespie's direct
-method, :func:`~simulators.jump.gillespie.ssa`). The jump is chosen by
+method, :func:`~simulators.jump.engine.ssa`). The jump is chosen by
 inverse CDF: with the cumulative jump probabilities
 :math:`C_{im} = \sum_{j \le m} Q_{ij}/λ_i` (the diagonal counts as 0) and
 :math:`W \sim U[0, 1)`, the target is :math:`j = \#\{m \le N−2 : C_{im} \le W\}`.
@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from .gillespie import JumpPaths, flat_obs_times, member_index, path_keys, ssa
+from .engine import SSAOptions, next_time, path_keys, ssa
+from .paths import JumpPaths, flat_obs_times, member_index
 from .rate_matrix import check_rate_matrix
 
 __all__ = ["simulate_mjp", "jump_tables"]
@@ -21,7 +22,7 @@ __all__ = ["simulate_mjp", "jump_tables"]
 
 def jump_tables(rate_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Per (member, state) row: exit rates :math:`λ` ``(M·N,)`` and cumulative jump
-    probabilities :math:`C` ``(N−1, M·N)`` (row m: :math:`C_{\cdot m}`).
+    probabilities :math:`C` ``(M·N, N−1)`` (row i: :math:`C_{i\cdot}`).
 
     :math:`C_{im}` is set to exactly 1 from the last target with a positive rate
     on, so rounding can never pick a target without rate (nor the state itself);
@@ -34,7 +35,7 @@ def jump_tables(rate_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     exit_rate = cum[:, -1].contiguous()
     done = cum >= exit_rate[:, None]  # from the last positive rate on (all, if absorbing)
     thresholds = torch.where(done, 1.0, cum / torch.where(exit_rate > 0, exit_rate, 1.0)[:, None])
-    return exit_rate, thresholds[:, :-1].t().contiguous()
+    return exit_rate, thresholds[:, :-1].contiguous()
 
 
 def simulate_mjp(rate_matrix: torch.Tensor, initial_state: torch.Tensor, obs_times: Any, *, t_end: float,
@@ -52,7 +53,7 @@ def simulate_mjp(rate_matrix: torch.Tensor, initial_state: torch.Tensor, obs_tim
         t_start: start time ≤ 0 (a negative start is a discarded spin-up).
         record_events: keep the first E entries of every jump record.
 
-    Returns :class:`~simulators.jump.gillespie.JumpPaths`: ``observed`` ``(M, P, T)``
+    Returns :class:`~simulators.jump.paths.JumpPaths`: ``observed`` ``(M, P, T)``
     int64 states, ``jump_time``/``jump_state`` ``(M, P, E)`` (padding NaN / −1),
     ``n_events`` ``(M, P)``.
     """
@@ -73,15 +74,12 @@ def simulate_mjp(rate_matrix: torch.Tensor, initial_state: torch.Tensor, obs_tim
     exit_rate, thresholds = jump_tables(rate_matrix)
     offset = (torch.arange(M, device=device) * N).repeat_interleave(P)  # each path's first table row
 
-    def event(x, w, ctx):
+    def event(x, t, e, w, ctx):
         row = ctx["offset"] + x[0]
-        target = torch.zeros_like(row)
-        for m in range(N - 1):
-            target += thresholds[m].index_select(0, row) <= w
-        return exit_rate.index_select(0, row), (target,)
+        target = (thresholds.index_select(0, row) <= w[:, None]).sum(1)
+        return next_time(t, e, exit_rate.index_select(0, row)), (target,)
 
-    result = ssa((x0.reshape(-1),), event, keys=keys, seed=seed, t_end=t_end,
-                 obs_times=flat_obs_times(obs_times, M, P, device), t_start=t_start,
-                 context={"offset": offset}, record_events=record_events, pad=-1,
-                 max_iterations=max_iterations)
+    options = SSAOptions(t_end=t_end, obs_times=flat_obs_times(obs_times, M, P, device), t_start=t_start,
+                         record_events=record_events, pad=-1, max_iterations=max_iterations)
+    result = ssa((x0.reshape(-1),), event, keys=keys, seed=seed, options=options, context={"offset": offset})
     return JumpPaths.from_result(result, M, P, stack=False)

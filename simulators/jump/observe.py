@@ -8,7 +8,7 @@ r"""The observation layer: where paths are observed, and noisy labels.
   process: :math:`\Pr[\tilde y = j \mid y = i] = (1−ε)\,[i=j] + ε/(N−1)\,[i≠j]`.
 
 All randomness comes from :class:`~simulators.random.CounterRNG` keyed by the
-path keys (:func:`~simulators.jump.gillespie.path_keys`), with the observation
+path keys (:func:`~simulators.jump.engine.path_keys`), with the observation
 index as the element counter: a path's grid and noise depend only on (seed,
 member, path) and the layer's settings.
 """
@@ -19,7 +19,7 @@ import math
 import torch
 
 from ..random import CounterRNG
-from .gillespie import regular_grid
+from .engine import regular_grid
 
 __all__ = ["GRIDS", "observation_times", "irregular_grid", "regular_grid", "mislabel", "check_mislabel_rate",
            "STREAM_OBS_GRID", "STREAM_MISLABEL"]

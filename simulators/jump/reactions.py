@@ -20,7 +20,8 @@ from typing import Any, Sequence
 
 import torch
 
-from .gillespie import EventFn, JumpPaths, flat_obs_times, member_index, path_keys, ssa
+from .engine import EventFn, SSAOptions, next_time, path_keys, ssa
+from .paths import JumpPaths, flat_obs_times, member_index
 
 __all__ = ["ReactionNetwork", "simulate_reactions"]
 
@@ -122,14 +123,14 @@ class ReactionNetwork:
         return torch.stack(cols, dim=-1)
 
     def event(self) -> EventFn:
-        r"""The SSA rule of this network for :func:`~simulators.jump.gillespie.ssa`.
+        r"""The SSA rule of this network for :func:`~simulators.jump.engine.ssa`.
 
         With cumulative propensities :math:`A_r = \sum_{q \le r} a_q` and the
         indicators :math:`g_r = [A_r \le W a_0]` (1 for the channels before the one
         chosen), the new counts are :math:`x + ν_0 + \sum_r g_r (ν_{r+1} − ν_r)`
         (a telescoping sum, :math:`ν_R = 0`): only elementwise operations. If no
         reaction without reactants has a positive rate, :math:`a_0` can vanish and
-        then :math:`g_{R−1} = 1` selects "no jump".
+        then :math:`g_{R−1} = 1` selects "no jump" (and the holding time is +inf).
         """
         R, S = self.n_reactions, self.n_species
         nu = [[self.products[r][s] - self.reactants[r][s] for s in range(S)] for r in range(R)] + [[0] * S]
@@ -137,15 +138,30 @@ class ReactionNetwork:
         never_absorbing = any(c > 0 and not any(row) for c, row in zip(self.rate_constants, self.reactants))
         last = R - 1 if never_absorbing else R  # g_{R-1} matters only where a0 can be 0
 
-        def event(x, w, ctx):
-            cum = []
-            total: torch.Tensor | float = 0.0
+        terms = [self.propensity_terms(r) for r in range(R)]
+
+        def event(x, t, e, w, ctx):
+            # falling factorials without clamping: for integer counts x < ν one factor is
+            # exactly 0, so a propensity is ±0 (the comparisons below treat −0 as 0)
             factorials: dict = {}
-            for r in range(R):
-                total = total + self.propensity_of(r, x, factorials)
+
+            def falling(s: int, order: int) -> torch.Tensor:
+                if (s, order) not in factorials:
+                    factorials[s, order] = x[s] if order == 1 else falling(s, order - 1) * (x[s] - (order - 1))
+                return factorials[s, order]
+
+            cum = []
+            total: torch.Tensor | float | None = None
+            for k, factors in terms:
+                a: torch.Tensor | float = k
+                for s, order in factors:
+                    a = falling(s, order) * a
+                total = a if total is None else total + a
                 cum.append(total)
             if not isinstance(total, torch.Tensor):
                 total = torch.full_like(w, total)
+            elif last == R:
+                total = total + 0.0  # −0 (no channel open) must give +inf, not −inf
             target = w * total
             below = [target >= cum[r] for r in range(last)]  # g_r
             x_next = []
@@ -155,7 +171,7 @@ class ReactionNetwork:
                     if r < last:
                         value = torch.add(value, below[r], alpha=d)
                 x_next.append(value)
-            return total, tuple(x_next)
+            return next_time(t, e, total), tuple(x_next)
 
         return event
 
@@ -182,7 +198,7 @@ def simulate_reactions(network: ReactionNetwork, initial_counts: Any, obs_times:
             :func:`~simulators.jump.mjp.simulate_mjp`.
         device: where to simulate (default: that of ``initial_counts``).
 
-    Returns :class:`~simulators.jump.gillespie.JumpPaths`: float64 counts
+    Returns :class:`~simulators.jump.paths.JumpPaths`: float64 counts
     ``observed`` ``(M, P, T, S)``, ``jump_time`` ``(M, P, E)``, ``jump_state``
     ``(M, P, E, S)`` (padding NaN / −1) and ``n_events`` ``(M, P)``.
     """
@@ -197,7 +213,7 @@ def simulate_reactions(network: ReactionNetwork, initial_counts: Any, obs_times:
     M, P, S = x0.shape
     keys = path_keys(member_index(members, M), P).to(x0.device).reshape(-1)
     components = tuple(x0[..., s].reshape(-1).contiguous() for s in range(S))
-    result = ssa(components, network.event(), keys=keys, seed=seed, t_end=t_end,
-                 obs_times=flat_obs_times(obs_times, M, P, x0.device), t_start=t_start,
-                 record_events=record_events, pad=-1, max_iterations=max_iterations)
+    options = SSAOptions(t_end=t_end, obs_times=flat_obs_times(obs_times, M, P, x0.device), t_start=t_start,
+                         record_events=record_events, pad=-1, max_iterations=max_iterations)
+    result = ssa(components, network.event(), keys=keys, seed=seed, options=options)
     return JumpPaths.from_result(result, M, P, stack=True)

@@ -21,23 +21,25 @@ Variables (dims after ``member``; no ``time`` dim: ``time`` is a data variable):
 
 Randomness: the process of a member depends on (seed, member); each path's
 initial state, grid, jumps and label noise on (seed, member, path) only
-(:func:`~simulators.jump.gillespie.path_keys`).
+(:func:`~simulators.jump.engine.path_keys`).
 """
 from __future__ import annotations
 
 import warnings
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ..core import AbstractSystem, Params, TimeGrid, Variable
+from ..core import Params, Variable
+from ..path import AbstractPathSystem
 from ..random import STREAM_INITIAL, CounterRNG
-from .gillespie import MAX_PATHS, Gillespie, JumpPaths, path_keys
+from .engine import MAX_PATHS, path_keys
 from .mjp import simulate_mjp
 from .observe import GRIDS, check_mislabel_rate, mislabel, observation_times
 from .prior import INITIAL_DISTRIBUTIONS, initial_distribution
+from .paths import JumpPaths
 from .reactions import ReactionNetwork, simulate_reactions
 
 __all__ = ["PathParams", "MJPParams", "AbstractJumpSystem", "AbstractMarkovJumpSystem", "AbstractReactionSystem",
@@ -97,49 +99,9 @@ def sample_states(probabilities: torch.Tensor, keys: torch.Tensor, seed: int) ->
     return torch.minimum(state, last[:, None])
 
 
-class AbstractJumpSystem(AbstractSystem):
-    """A jump process: simulated exactly by ``gillespie``, observed by the observation layer."""
-
-    default_integrator = "gillespie"
-
-    @property
-    def is_stochastic(self) -> bool:
-        return True
-
-    def vector_field(self, t, x):
-        raise NotImplementedError(f"{self.name} is a jump process and has no vector field; "
-                                  "simulate it with integrator=gillespie")
-
-    @abstractmethod
-    def simulate_paths(self, t_end: float, *, seed: int, members: torch.Tensor,
-                       device: torch.device | str = "cpu", t_start: float = 0.0,
-                       max_iterations: int = 100_000_000) -> dict[str, torch.Tensor]:
-        """All variables of the given members, ``name -> (M, *dims)``, in their natural
-        dtypes (int64 states and counts, float64 times and rates). Paths start at
-        ``t_start ≤ 0`` and are observed on ``[0, t_end]``."""
-
-    def check_grid(self, grid: TimeGrid, integrator: Any) -> None:
-        if not isinstance(integrator, Gillespie):
-            raise ValueError(f"{self.name} is a jump process simulated exactly; use integrator=gillespie, "
-                             f"not {getattr(integrator, 'name', integrator)!r}")
-
-    def simulate(self, integrator: Any, grid: TimeGrid, *, seed: int, members: Any,
-                 dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
-                 progress: Callable[[int], None] | None = None) -> dict[str, torch.Tensor]:
-        """The pipeline's entry: ``grid.t_end`` is the last observation time and
-        ``grid.spinup`` a discarded lead-in; floating outputs come in ``dtype``."""
-        if not isinstance(integrator, Gillespie):
-            raise ValueError(f"{self.name} is a jump process simulated exactly; use integrator=gillespie, "
-                             f"not {getattr(integrator, 'name', integrator)!r}")
-        members = torch.as_tensor(list(members) if isinstance(members, range) else members, dtype=torch.int64)
-        out = self.simulate_paths(grid.t_end, seed=seed, members=members, device=device, t_start=-grid.spinup,
-                                  max_iterations=integrator.max_iterations)
-        if progress is not None:
-            progress(1)
-        return {name: v.to(dtype) if v.dtype.is_floating_point else v for name, v in out.items()}
-
-    def progress_total(self, grid: TimeGrid) -> int:
-        return 1  # one unit per member
+class AbstractJumpSystem(AbstractPathSystem):
+    """A jump process: simulated exactly by ``gillespie`` (:func:`simulators.path.run_paths`),
+    observed by the observation layer on ``[0, grid.t_end]``."""
 
     def _jump_record(self, paths: JumpPaths, prefix: str) -> dict[str, torch.Tensor]:
         p = self.params
@@ -211,8 +173,9 @@ class AbstractMarkovJumpSystem(AbstractJumpSystem):
     def observables(self, x):
         return {"state": x}
 
-    def simulate_paths(self, t_end, *, seed, members, device="cpu", t_start=0.0, max_iterations=100_000_000):
+    def simulate_paths(self, grid, *, seed, members, device="cpu", max_iterations=100_000_000):
         p = self.params
+        t_end, t_start = grid.t_end, -grid.spinup
         members = torch.as_tensor(members, dtype=torch.int64).cpu()
         Q, n_states = self.rate_matrices(members, seed)
         p0 = self.initial_distributions(Q, n_states, members, seed)
@@ -290,8 +253,9 @@ class AbstractReactionSystem(AbstractJumpSystem):
     def observables(self, x):
         return {"counts": x}
 
-    def simulate_paths(self, t_end, *, seed, members, device="cpu", t_start=0.0, max_iterations=100_000_000):
+    def simulate_paths(self, grid, *, seed, members, device="cpu", max_iterations=100_000_000):
         p = self.params
+        t_end, t_start = grid.t_end, -grid.spinup
         members = torch.as_tensor(members, dtype=torch.int64).cpu()
         M = members.shape[0]
         keys = path_keys(members, p.n_paths)

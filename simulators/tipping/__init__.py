@@ -6,13 +6,15 @@
 * :class:`LinearisedSaddleNode` (``lsn``): Boettiger & Hastings' linearised
   saddle-node with R(t) = R0 + m t and its moment equations.
 * :class:`AlleeBirthDeath` (``allee``): an individual-based Allee population,
-  simulated exactly (``gillespie_ramp``) with a ramped or constant death rate.
+  simulated exactly (``gillespie_ramp``: the one SSA engine, :mod:`simulators.jump.engine`)
+  with a ramped or constant death rate.
 * :class:`GeometricBrownianMotion` (``gbm``): the multiplicative-noise test SDE
   with its exact solution (Euler–Maruyama order checks).
 
 Equations and reference numbers: ``shared/PHYSICS.md`` (Critical transitions;
 Stochastic integration).
 """
+from ..jump.ramped import ramped_birth_death
 from .allee import AlleeBirthDeath
 from .gbm import GeometricBrownianMotion, gbm_exact
 from .lsn import LinearisedSaddleNode, lsn_moments
@@ -21,11 +23,10 @@ from .may import (Fold, MayGrazing, may_drift, may_drift_derivative, may_equilib
 from .ou import OrnsteinUhlenbeck, ou_exact_paths, ou_transition
 from .projection import ProjectedIntegrator
 from .ramp import LinearRamp
-from .ssa import GillespieRamp, SSAResult, birth_death_ssa
 
 __all__ = [
     "MayGrazing", "OrnsteinUhlenbeck", "LinearisedSaddleNode", "AlleeBirthDeath", "GeometricBrownianMotion",
     "Fold", "may_drift", "may_drift_derivative", "may_potential", "may_equilibria", "may_folds",
     "ou_transition", "ou_exact_paths", "lsn_moments", "gbm_exact",
-    "LinearRamp", "ProjectedIntegrator", "GillespieRamp", "SSAResult", "birth_death_ssa",
+    "LinearRamp", "ProjectedIntegrator", "ramped_birth_death",
 ]

@@ -29,9 +29,11 @@ small habitat, runs still go extinct now and then by demographic noise alone:
 the stationary control of the prosecutor's fallacy (Boettiger & Hastings 2012)
 — runs selected for having collapsed, with no bifurcation approached.
 
-Events are simulated exactly (:mod:`simulators.tipping.ssa`: the ramp makes
-the death propensity grow linearly between events, handled by the integrated
-hazard), batched over members with no per-member Python loop.
+Events are simulated exactly by the one SSA engine (:func:`simulators.jump.engine.ssa`
+with :func:`~simulators.jump.ramped.ramped_birth_death`: the ramp makes the death propensity grow linearly
+between events, handled by the integrated hazard, with the kink where the ramp starts),
+batched over members with no per-member Python loop; the spin-up (μ held) and the saved
+run are one path from ``-spinup`` to ``t_end``.
 """
 from __future__ import annotations
 
@@ -41,16 +43,17 @@ from functools import cached_property
 
 import torch
 
-from ..core import AbstractSystem, Params, Variable, check_finite_parameter, register_system
+from ..core import Params, Variable, check_finite_parameter, register_system
+from ..jump.engine import SSAOptions, path_keys, ssa
+from ..jump.ramped import ramped_birth_death
+from ..path import AbstractPathSystem
 from ..random import CounterRNG
 from .ramp import LinearRamp
-from .ssa import GillespieRamp, birth_death_ssa
 
 __all__ = ["AlleeBirthDeath"]
 
-
 @register_system
-class AlleeBirthDeath(AbstractSystem):
+class AlleeBirthDeath(AbstractPathSystem):
     r"""Birth–death population with an Allee effect and a ramped death rate (module docstring).
 
     Parameters: ``N`` habitat size (an integer ≥ 1; counts scale as N), ``beta``
@@ -64,7 +67,7 @@ class AlleeBirthDeath(AbstractSystem):
     ``member``: ``extinction_time``, the exact time of the death that emptied
     the habitat (NaN if the population survived to t_end; negative if it died
     out during the spin-up). ``vector_field`` is the mean-field drift in counts,
-    for reference; the data come from the exact SSA (``gillespie_ramp``).
+    for reference; the data come from the exact SSA (``gillespie_ramp``, the one engine).
     """
 
     name = "allee"
@@ -131,20 +134,18 @@ class AlleeBirthDeath(AbstractSystem):
         return (mu * p.A / (p.nu * upper), upper) if mu > 0 else (0.0, upper)
 
     def birth_death_propensities(self, t: torch.Tensor, n: torch.Tensor):
-        r"""Propensities of birth and death at ``t`` and their time slopes, each ``(M,)``.
+        r"""Propensities of birth and death at ``t`` and their time slopes after the ramp
+        starts (t = 0), each ``(M,)`` (:func:`~simulators.jump.ramped.ramped_birth_death`).
 
-        ``t``, ``n``: ``(M,)``. Only μ(t) depends on time: :math:`∂_t a_− = \dot μ\, n` for t ≥ 0.
+        ``t``, ``n``: ``(M,)``. Only μ(t) depends on time: :math:`∂_t a_− = \dot μ\, n` from t = 0 on
+        (μ is held before: the engine's holding time has its kink there).
         """
         p = self.params
         n2 = n * n
         birth = p.beta * n2 / (p.A * p.N + n)
         death = self.death_rate(t) * n + (p.nu / p.N) * n2
-        death_slope = (p.mu_rate * n) * (t >= 0) if p.mu_rate else 0.0
+        death_slope = p.mu_rate * n if p.mu_rate else 0.0
         return birth, death, 0.0, death_slope
-
-    @property
-    def is_stochastic(self) -> bool:
-        return True
 
     @property
     def state_shape(self):
@@ -168,43 +169,22 @@ class AlleeBirthDeath(AbstractSystem):
     @property
     def variables(self):
         return (Variable("n", ("time",), "1", "population size n (individuals)"),
-                Variable("mu", ("time",), "1", "per-capita death rate mu(t)"),
+                Variable("mu", ("time",), "1", "per-capita death rate mu(t)", role="forcing"),
                 Variable("extinction_time", (), self.time_units,
-                         "time at which the population died out (NaN: survived to the end)"))
+                         "time at which the population died out (NaN: survived to the end)", role="diagnostic"))
 
     def observables(self, x):
         return {"n": x[..., 0]}
 
-    def progress_total(self, grid):
-        return grid.n_saves
-
-    def check_grid(self, grid, integrator) -> None:
-        if not isinstance(integrator, GillespieRamp):
-            raise ValueError(f"allee is a jump process simulated exactly; use integrator=gillespie_ramp "
-                             f"(or auto), not {integrator.name!r}")
-
-    def simulate(self, integrator, grid, *, seed, members, dtype=torch.float64, device="cpu", progress=None):
-        """Exact SSA over the spin-up (μ held at ``mu``) and the saved run (μ ramped):
-        ``{"n", "mu"}`` ``(M, T)`` and ``extinction_time`` ``(M,)``.
-
-        The same random lanes as ``run_members`` with ``gillespie_ramp`` (lane = the
-        interval's first global step), so both give the same ``n``.
-        """
-        if not isinstance(integrator, GillespieRamp):
-            raise ValueError(f"allee is a jump process simulated exactly; use integrator=gillespie_ramp "
-                             f"(or auto), not {integrator.name!r}")
-        members = torch.as_tensor(list(members), dtype=torch.int64)
-        rng = CounterRNG(seed, members).to(device)
-        n = self.sample_initial(rng, dtype=torch.float64, device=device)[:, 0]
-        no_saves = torch.empty(0, dtype=torch.float64)
-        extinct = torch.full_like(n, math.nan)
-        if grid.spinup_steps:
-            spin = birth_death_ssa(self.birth_death_propensities, n, rng, t_start=-grid.spinup, t_stop=0.0,
-                                   save_times=no_saves, lane=0)
-            n, extinct = spin.n, spin.extinction_time
-        run = birth_death_ssa(self.birth_death_propensities, n, rng, t_start=0.0, t_stop=grid.t_end,
-                              save_times=grid.times, lane=grid.spinup_steps, progress=progress)
-        extinct = torch.where(torch.isnan(extinct), run.extinction_time, extinct)
+    def simulate_paths(self, grid, *, seed, members, device="cpu", max_iterations=100_000_000):
+        """Exact SSA from ``-grid.spinup`` (μ held at ``mu``) through the ramp to ``t_end``:
+        ``{"n", "mu"}`` ``(M, T)`` on the save grid and ``extinction_time`` ``(M,)``."""
+        members = torch.as_tensor(members, dtype=torch.int64).cpu()
+        M = members.shape[0]
         times = grid.times.to(device=device, dtype=torch.float64)
-        return {"n": run.samples.to(dtype), "mu": self.death_rate.series(times, len(members)).to(dtype),
-                "extinction_time": extinct.to(dtype)}
+        n0 = torch.full((M,), float(self.initial_count()), dtype=torch.float64, device=device)
+        options = SSAOptions(t_end=grid.t_end, obs_times=times, t_start=-grid.spinup, max_iterations=max_iterations)
+        result = ssa((n0,), ramped_birth_death(self.birth_death_propensities), keys=path_keys(members, 1)[:, 0],
+                     seed=seed, options=options)
+        return {"n": result.observed[0], "mu": self.death_rate.series(times, M),
+                "extinction_time": result.absorbed_at}
