@@ -286,3 +286,20 @@ def test_dopri5_compiled_blocks_match_eager_blocks(name):
     ref = make_integrator("dopri5", rtol=1e-8, atol=1e-10, blocks=True).integrate(system, x0, **kw)
     assert integ.compile_seconds > 0
     assert float((got - ref).abs().max()) < 1e-9 * (1 + float(ref.abs().max()))
+
+
+@pytest.mark.slow
+def test_each_integrator_keeps_its_own_compile_cache(monkeypatch):
+    """Dynamo's recompile limit is per code object: integrators must not share one."""
+    import torch._dynamo
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    system = make_system("lorenz63")
+    for m in (1, 2):
+        x0 = _initial(system, m)
+        integ = make_integrator("rk4", blocks=True, compile=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            got = integ.integrate(system, x0, t0=0.0, dt=0.01, n_steps=20, save_every=10)
+        assert torch.equal(got, make_integrator("rk4").integrate(system, x0, t0=0.0, dt=0.01, n_steps=20,
+                                                                  save_every=10))

@@ -46,6 +46,23 @@ def _control_flow() -> tuple[Callable, Callable]:
     return scan, while_loop
 
 
+def _own_code(fn: Callable) -> Callable:
+    """A copy of the function ``fn`` with its own code object.
+
+    Dynamo caches compiled graphs per code object and stops recompiling (here:
+    falls back to eager) after ``recompile_limit`` entries; every chunk function
+    shares one code object, so each :class:`CompiledFunction` compiles a copy
+    to keep its cache (one entry per input signature) to itself."""
+    import types
+
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__,
+                             fn.__closure__)
+    own.__kwdefaults__ = fn.__kwdefaults__
+    return own
+
+
 def _signature(args: tuple) -> tuple:
     return tuple((tuple(a.shape), a.dtype, a.device.type) if isinstance(a, torch.Tensor) else a
                  for a in args)
@@ -103,7 +120,7 @@ class CompiledFunction:
             return self.fn(*args)
         if self._compiled is None:
             try:
-                self._compiled = torch.compile(self.graph_fn, fullgraph=True, dynamic=False,
+                self._compiled = torch.compile(_own_code(self.graph_fn), fullgraph=True, dynamic=False,
                                                options={"cpp_wrapper": True})
             except Exception as err:  # pragma: no cover - depends on the toolchain
                 self._give_up(f"torch.compile unavailable ({type(err).__name__}: {err})")
