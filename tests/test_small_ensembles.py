@@ -303,3 +303,15 @@ def test_each_integrator_keeps_its_own_compile_cache(monkeypatch):
             got = integ.integrate(system, x0, t0=0.0, dt=0.01, n_steps=20, save_every=10)
         assert torch.equal(got, make_integrator("rk4").integrate(system, x0, t0=0.0, dt=0.01, n_steps=20,
                                                                   save_every=10))
+
+
+def test_option_schemas_match_the_constructors():
+    import dataclasses
+    import inspect
+
+    for name in ("rk4", "dopri5"):
+        cls = type(make_integrator(name))
+        fields = {f.name: f.default for f in dataclasses.fields(cls.Options)}
+        params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert fields == params
+        assert all(f.metadata.get("help") for f in dataclasses.fields(cls.Options))

@@ -2,12 +2,25 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
 from .base import AbstractIntegrator, register_integrator
 from .compiled import CHUNK_SAVES, CompiledFunction
 from .dormand_prince import dormand_prince_chunk, initial_step
+
+
+@dataclass(frozen=True)
+class Dopri5Options:
+    """The config keys of ``integrator=dopri5`` (schema; validated in :class:`Dopri5`)."""
+
+    rtol: float = field(default=1e-7, metadata={"help": "relative tolerance of the error test", "gt": 0})
+    atol: float = field(default=1e-9, metadata={"help": "absolute tolerance of the error test", "gt": 0})
+    blocks: bool = field(default=False, metadata={
+        "help": "dynlab's own Dormand-Prince, exact output times, loops in one call per 32 outputs"})
+    compile: bool = field(default=False, metadata={
+        "help": "with blocks: torch.compile that call (the one-member fast path); eager fallback with a warning"})
 
 
 @register_integrator
@@ -35,6 +48,7 @@ class Dopri5(AbstractIntegrator):
     """
 
     name = "dopri5"
+    Options = Dopri5Options
     batch_independent = False
     #: most step attempts per output interval (``blocks=True``)
     max_attempts = 1_000_000

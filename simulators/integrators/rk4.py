@@ -1,8 +1,20 @@
 """Classical fourth-order Runge–Kutta (fixed step)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from .base import AbstractFixedStepIntegrator, register_integrator
 from .compiled import CompiledFunction, fixed_step_chunk, integrate_fixed_step_in_chunks
+
+
+@dataclass(frozen=True)
+class RK4Options:
+    """The config keys of ``integrator=rk4`` (schema; validated in :class:`RK4`)."""
+
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the step (or, with blocks, the chunk); eager fallback with a warning"})
+    blocks: bool = field(default=False, metadata={
+        "help": "loops over steps and saves in one call per 32 saves (with compile: the 1-64 member fast path)"})
 
 
 @register_integrator
@@ -24,6 +36,7 @@ class RK4(AbstractFixedStepIntegrator):
     """
 
     name = "rk4"
+    Options = RK4Options
 
     def __init__(self, compile: bool = False, blocks: bool = False):
         super().__init__(compile=compile)
