@@ -14,6 +14,9 @@ Lorenz96 K=40, F=8, RK4 dt=0.01, float64. Member-steps per second for 1, 64,
 Also: the wall time of the default ``dynlab simulate`` and the Zarr write
 throughput against the raw array size (``--simulate``).
 
+Small ensembles (1-1024 members against a numba RK4 kernel, RK4 with
+``blocks=True`` and dopri5 against scipy) are in ``bench_small_ensembles.py``.
+
 Usage: python benchmarks/bench_lorenz96.py [--quick] [--simulate] [--device cuda] [--members 65536]
 """
 from __future__ import annotations
