@@ -377,7 +377,8 @@ def _rollouts(emulator: AbstractEmulator, contexts: np.ndarray, steps: int, batc
 def _acc_parts(f: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Per forecast and lead, the sums Σ_d â a, Σ_d â², Σ_d a² of the ACC: ``(N, H, 3)``."""
     fa, ta = f - c, t - c
-    return np.stack([np.sum(fa * ta, -1), np.sum(fa * fa, -1), np.sum(ta * ta, -1)], axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):  # a blown-up forecast gives inf/NaN sums, not warnings
+        return np.stack([np.sum(fa * ta, -1), np.sum(fa * fa, -1), np.sum(ta * ta, -1)], axis=-1)
 
 
 def score_emulator(emulator: AbstractEmulator, setup: EvalSetup):

@@ -169,10 +169,7 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
         evaluated = evaluate({**dict(section), "run": str(run_dir)}, log=say)
         seconds["evaluate"] = time.perf_counter() - t0
         summ = evaluated.summary
-        beats = None
-        metrics_path = evaluated.paths.get("metrics")
-        if metrics_path is not None and Path(metrics_path).exists() and summ.get("dt"):
-            beats = beats_baselines_until_vpt(Path(metrics_path), summ["learner"], summ.get("vpt_median"), summ["dt"])
+        beats = summ.get("beats_baselines_until_vpt")  # computed in memory by evaluate (no reopening metrics.zarr)
         report = evaluated.paths.get("report")
         summ = {**summ, "beats_baselines_until_vpt": beats, "seconds": seconds}
         echo(format_summary(name, summ, beats, report))
