@@ -155,7 +155,7 @@ def test_lyapunov_estimate_is_significant_only_for_chaos(tmp_path, monkeypatch):
     assert chaos.significant() and 0.5 < chaos.value < 1.4 and chaos.n == 30
     spring = make_system("mass_spring")
     q0 = torch.tensor([[0.5, 0.0], [0.2, 0.3], [0.0, 0.7]], dtype=torch.float64)
-    flat = lyapunov_estimate(spring, q0, dt=0.05, time=20.0, transient_time=1.0, use_cache=False)  # AD tangents
+    flat = lyapunov_estimate(spring, q0, dt=0.05, time=10.0, transient_time=0.5, use_cache=False)  # AD tangents
     assert abs(flat.value) < 0.1 and not flat.significant()
 
 
@@ -173,8 +173,42 @@ def test_mass_spring_evaluation_reports_no_lyapunov_time(tmp_path, monkeypatch):
     ds = dynlab.open_dataset(out)
     metrics, summ = evaluate_emulators({"persistence": Persistence(3)}, ds, [3], train_members=[0, 1, 2],
                                        context=2, horizon=10, starts_per_member=3, long_rollout=0,
-                                       lyapunov_time=5.0, lyapunov_transient=1.0, baselines=["rk4"], n_boot=50)
+                                       lyapunov_time=2.0, lyapunov_transient=0.5, baselines=["rk4"], n_boot=50)
     assert math.isnan(metrics.attrs["lambda1"]) and bool(np.isnan(metrics["vpt_lyapunov"]).all())
     assert summ["lambda1"] is None and summ["vpt_median_lyapunov"] is None and summ["vpt_median"] is not None
     assert "not clearly positive" in report_markdown(summ, {}) and "| — |" in report_markdown(summ, {})
     assert summary(metrics, n_boot=20)["lambda1_estimate"] is not None
+
+
+def test_sde_evaluation_scores_crps_and_spread_error(tmp_path, monkeypatch):
+    import dynlab
+    from dynlab.emulators.baselines import Persistence
+    from dynlab.pipeline.evaluate import evaluate_emulators
+    from dynlab.pipeline.simulate import simulate
+
+    class Noisy(Persistence):
+        stochastic = True
+
+        def step(self, x_t, state, forcing_t=None):
+            return x_t + 0.3 * torch.randn_like(x_t), None
+
+    monkeypatch.setenv("DYNLAB_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "ou.zarr"
+    simulate(compose("simulate", ["system=ou", f"out={out}", "ensemble.members=6", "time.t_end=20",
+                                  "progress=false"]), log=lambda m: None)
+    ds = dynlab.open_dataset(out)
+    torch.manual_seed(0)
+    metrics, summ = evaluate_emulators({"noisy": Noisy(1), "persistence": Persistence(1)}, ds, [4, 5],
+                                       train_members=[0, 1, 2, 3], context=2, horizon=6, starts_per_member=8,
+                                       long_rollout=0, baselines=["euler", "climatology"], ensemble_size=8,
+                                       n_boot=50)
+    assert "baseline euler skipped" in metrics.attrs["notes"]  # no numerical model of an SDE
+    assert [str(v) for v in metrics["learner"].values] == ["noisy", "persistence", "climatology"]
+    crps = metrics["crps"].sel(learner="persistence").values
+    # one deterministic rollout: the CRPS is the mean absolute error
+    f = metrics["error"].sel(learner="persistence").values  # |error| / σ_clim for D = 1
+    np.testing.assert_allclose(crps, f.mean(axis=(0, 1)) * metrics.attrs["climate_scale"], rtol=1e-10)
+    assert np.isnan(metrics["spread_error"].sel(learner="persistence").values).all()
+    ratio = metrics["spread_error"].sel(learner="noisy").values
+    assert np.all(np.isfinite(ratio)) and np.all(ratio > 0)
+    assert summ["crps_lead1"] is not None and math.isnan(metrics.attrs["lambda1"])

@@ -102,6 +102,11 @@ def format_summary(name: str, summ: Mapping[str, Any], beats: Mapping[str, bool]
     lines.append("  RMSE lead 1  " + " | ".join(f"{n} {_fmt(s.get('rmse_lead1'))}" for n, s in rows))
     if any(s.get("wasserstein_mean") is not None for _, s in rows):
         lines.append("  W1 climate   " + " | ".join(f"{n} {_fmt(s.get('wasserstein_mean'))}" for n, s in rows))
+    key = summ.get("ranking_key")
+    if key and summ.get("ranking"):  # the emulator's place among the baselines, with its interval
+        lo, hi = (summ.get("intervals") or {}).get(key, [None, None])
+        lines.append(f"  rank {summ['rank']} of {len(summ['ranking'])} by {key}: {summ['learner']} "
+                     f"{_fmt(summ.get(key))} [{_fmt(lo)}, {_fmt(hi)}]; order: {' > '.join(summ['ranking'])}")
     if beats:
         verdict = ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in beats.items())
         lines.append(f"  lower RMSE than the baseline at every lead up to its VPT: {verdict}")
