@@ -187,12 +187,6 @@ def _histograms(x: np.ndarray, groups: dict[str, slice], edges: np.ndarray) -> n
     return np.stack(out)
 
 
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def forecast_windows(n_times: int, context: int, horizon: int, starts_per_member: int) -> np.ndarray:
     """Start indices ``s`` (evenly spread) with ``s + context + horizon <= n_times``."""
     last = n_times - context - horizon

@@ -231,6 +231,11 @@ def _ci(s: dict[str, Any], key: str, digits: int = 3) -> str:
     return _fmt(v, digits) + (f" [{_fmt(lo, digits)}, {_fmt(hi, digits)}]" if lo is not None and hi is not None else "")
 
 
+def _below(s: dict[str, Any], key: str, summ: dict[str, Any]) -> str:
+    """A first-lead-below time; '> H' when the score never fell below within the horizon."""
+    return _fmt(s.get(key)) if s.get(key) is not None else f"> {_fmt(summ['horizon_time'])}"
+
+
 def report_markdown(summ: dict[str, Any], figures: dict[str, str], *, title: str = "Evaluation") -> str:
     """A short Markdown report: the ranked scores table with intervals, the paired differences,
     the scales and the figures."""
@@ -252,8 +257,8 @@ def report_markdown(summ: dict[str, Any], figures: dict[str, str], *, title: str
         cells = [str(i), f"**{name}**" if name == summ["learner"] else name]
         for k, kl, _ in vpt_cols:
             cells += [_ci(s, k), _ci(s, kl)]
-        below = lambda key: _fmt(s.get(key)) if s.get(key) is not None else f"> {_fmt(summ['horizon_time'])}"  # noqa
-        cells += [_ci(s, "rmse_lead1"), _ci(s, "acc_lead1"), below("acc_below"), below("acc_centred_below"), _fmt(s.get("blowup"), 2), _fmt(s.get("wasserstein_mean")),
+        cells += [_ci(s, "rmse_lead1"), _ci(s, "acc_lead1"), _below(s, "acc_below", summ),
+                  _below(s, "acc_centred_below", summ), _fmt(s.get("blowup"), 2), _fmt(s.get("wasserstein_mean")),
                   _fmt(s.get("spec_div_mean"))]
         lines.append("| " + " | ".join(cells) + " |")
     diffs = summ.get("differences") or {}
