@@ -162,7 +162,12 @@ def beats_until_vpt(ds, emulator: str) -> dict[str, bool]:
     leads = int(max(1, round((vpt if math.isfinite(vpt) else 0.0) / float(ds.attrs["dt"]))))
     rmse = ds["rmse"]
     mine = rmse.sel(learner=emulator).values[:leads]
-    return {name: bool(np.all(mine < rmse.sel(learner=name).values[:leads])) for name in names if name != emulator}
+
+    def theirs(name: str) -> np.ndarray:  # a blown-up baseline (NaN RMSE) is beaten; a NaN emulator is not
+        other = rmse.sel(learner=name).values[:leads]
+        return np.where(np.isnan(other), np.inf, other)
+
+    return {name: bool(np.all(mine < theirs(name))) for name in names if name != emulator}
 
 
 def ranking_key(ds) -> str:
