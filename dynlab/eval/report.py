@@ -300,6 +300,10 @@ def report_markdown(summ: dict[str, Any], figures: dict[str, str], *, title: str
         "- W1: Wasserstein-1 of the marginals of long free rollouts; SpecDiv: spectral divergence on the "
         "high-frequency tail. Baselines: docs/baselines.md.",
     ]
+    censored = [n for n in ranking if (numbers[n].get("vpt_censored_fraction") or 0) > 0.5]
+    if censored:
+        lines.append(f"- Most forecasts of {', '.join(censored)} stay valid over the whole horizon (censored): "
+                     "their median VPT is the horizon, a lower bound; lengthen eval.horizon to separate them.")
     if summ.get("crps_lead1") is not None:
         lines.append(f"- Systems with noise: CRPS at lead 1 {_fmt(summ['crps_lead1'])}, spread–error ratio "
                      f"{_fmt(summ.get('spread_error_lead1'))} (1: reliable ensemble).")
