@@ -133,6 +133,10 @@ def check_value(value: Any, tp: Any, meta: Mapping[str, Any], key: str) -> Any:
         raise ConfigError(f"{key} is required{': ' + help_ if help_ else ''} (set {key}=...)")
     origin = typing.get_origin(tp)
     if tp is Any:
+        choices = meta.get("choices")
+        if choices is not None and not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+            raise _fail(key, value, "one of " + ", ".join(str(c).lower() if isinstance(c, bool) else str(c)
+                                                          for c in choices))
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)

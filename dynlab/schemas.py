@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .eval.options import EvalOptions
 from .schema import REQUIRED, check, check_value, defaults, describe, option
 from .train.trainer import TrainConfig
 
-__all__ = ["SimulateSchema", "TrainSchema", "EvaluateSchema", "RunSchema", "EvalSchema", "COMMAND_SCHEMAS",
+__all__ = ["SimulateSchema", "TrainSchema", "EvaluateSchema", "RunSchema", "COMMAND_SCHEMAS",
            "register_schemas", "validate_command", "command_help", "check_device_name"]
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
@@ -106,38 +107,13 @@ class TrainSchema:
 
 # --------------------------------------------------------------------------- evaluate
 @dataclass
-class EvalSchema:
-    context: int | None = option(None, "warm-up steps before each forecast (null: the run's data.context)", ge=1)
-    horizon: int = option(100, "forecast steps H (leads 1..H, in saved steps)", ge=1)
-    starts_per_member: int = option(4, "forecasts per test member, start times spread evenly", ge=1)
-    long_rollout: int = option(1000, "steps of the free rollouts for climate scores (0: skip)", ge=0)
-    threshold: float = option(0.4, "VPT: error / climate scale threshold", gt=0)
-    batch_size: int = option(256, "forecasts per batch", ge=1)
-    baselines: list[str] = option(["persistence", "linear"], "baselines scored with the same code on the same data")
-    linear_ridge: float = option(1e-6, "ridge of the linear baseline (normalised increments)", ge=0)
-    baseline_members: int = option(64, "training members used to fit the linear baseline", ge=1)
-    lyapunov: Any = option("auto", "VPT in Lyapunov times: auto, true or false")
-    lyapunov_time: float = option(50.0, "averaging time of the lambda_1 estimate", gt=0)
-    lyapunov_transient: float = option(5.0, "transient before the lambda_1 average", ge=0)
-    lambda1: float | None = option(None, "give lambda_1 instead of computing it")
-    agreement: bool = option(True, "cap VPT where RK4 and Dormand-Prince part ways")
-    agreement_rtol: float = option(1e-9, "relative tolerance of the Dormand-Prince reference", gt=0)
-    agreement_atol: float = option(1e-11, "absolute tolerance of the Dormand-Prince reference", gt=0)
-    spectrum_nperseg: int = option(256, "Welch segment length of the power spectra", ge=2)
-    spectrum_tail: float = option(0.5, "spectral divergence over f >= tail * Nyquist", ge=0, le=1)
-    bins: int = option(50, "histogram bins of the marginals", ge=2)
-    climatology_members: int = option(64, "training members read for the climatology and the VPT scale", ge=1)
-    plots: bool = option(True, "write figures/*.png")
-
-
-@dataclass
 class EvaluateSchema:
     run: str = option(REQUIRED, "the run directory written by dynlab train")
     checkpoint: str | None = option(None, "a checkpoint file (default: the run's newest)")
     store: str | None = option(None, "the dataset (default: the store the run was trained on)")
     out: str | None = option(None, "where to write the results (default: the run directory)")
     device: str = option("cpu", "torch device: cpu, cuda, cuda:N")
-    eval: EvalSchema = option(EvalSchema(), "")
+    eval: EvalOptions = option(EvalOptions(), "")
 
 
 # --------------------------------------------------------------------------- run

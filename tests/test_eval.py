@@ -15,6 +15,7 @@ from dynlab.config import compose
 from dynlab.emulators import HiPPOEmulator, LinearOneStep, Persistence, ReferenceEmulator, StateCodec
 from dynlab.errors import ConfigError, StoreError
 from dynlab.eval import evaluate_emulator, prepare_evaluation, reference_agreement_time, score_emulator
+from dynlab.eval.options import DEFAULT_BASELINES
 from dynlab.eval.reference import leading_lyapunov_exponent
 from dynlab.pipeline.evaluate import evaluate, evaluate_emulators
 from dynlab.pipeline.simulate import simulate
@@ -104,7 +105,8 @@ def test_lyapunov_exponent_is_cached(ds, tmp_path):
     x0 = torch.as_tensor(ds["X"].isel(member=[0], time=0).values)
     lam = leading_lyapunov_exponent(system, x0, dt=0.01, time=1.0, transient_time=0.2)
     cache = json.loads((tmp_path / "cache" / "lyapunov.json").read_text())
-    assert list(cache.values()) == [lam]
+    (entry,) = cache.values()
+    assert entry["value"] == lam and entry["n"] == 10 and 0 < entry["stderr"] < lam  # 1 member x 10 time blocks
     # a cached value is returned without computing (a nonsense x0 would fail otherwise)
     assert leading_lyapunov_exponent(system, x0[:, :0], dt=0.01, time=1.0, transient_time=0.2) == lam
 
@@ -115,13 +117,21 @@ def test_evaluate_emulators_writes_metrics_summary_report_figures(ds, tmp_path):
                                        train_members=TRAIN, out_dir=out, lambda1=1.2, agreement=False,
                                        **SMALL)
     stored = xr.open_zarr(out / "metrics.zarr", consolidated=False)
-    assert [str(v) for v in stored["learner"].values] == ["hippo", "persistence", "linear"]
+    assert [str(v) for v in stored["learner"].values] == ["hippo", *DEFAULT_BASELINES]
     assert stored["rmse"].dims == ("learner", "lead") and stored["vpt"].dims == ("learner", "member", "start")
     assert stored["wasserstein"].dims == ("learner", "variable") and stored.sizes["lead"] == 20
     assert stored["reference_agreement_time"].dims == ("member", "start")  # NaN: agreement=False
     np.testing.assert_allclose(stored["vpt_lyapunov"].values, 1.2 * stored["vpt"].values)
     written = json.loads((out / "summary.json").read_text())
     assert written == json.loads(json.dumps(summ))
+    assert sorted(written["ranking"]) == sorted(["hippo", *DEFAULT_BASELINES]) and written["rank"] >= 1
+    # RK4 at the save interval is the best forecast here; Euler is worse than Heun, Heun than RK4
+    vpt = {n: (written if n == "hippo" else written["baselines"][n])["vpt_median_eps0.5"] for n in written["ranking"]}
+    assert written["ranking"][0] == "rk4" and vpt["euler"] <= vpt["heun"] <= vpt["rk4"]
+    lo, hi = written["intervals"]["vpt_median_eps0.5"]
+    assert lo <= written["vpt_median_eps0.5"] <= hi
+    d = written["differences"]["persistence"]["rmse_lead1"]
+    assert d["estimate"] == pytest.approx(written["rmse_lead1"] - written["baselines"]["persistence"]["rmse_lead1"])
     for key in ("vpt_median", "rmse_lead1", "acc_lead1", "wasserstein_mean"):
         assert written[key] is not None and written["baselines"]["persistence"][key] is not None
         assert key in written["baselines"]["linear"]
@@ -129,7 +139,7 @@ def test_evaluate_emulators_writes_metrics_summary_report_figures(ds, tmp_path):
     # the linear baseline was fitted on the training members and beats persistence at lead 1
     assert written["baselines"]["linear"]["rmse_lead1"] < written["baselines"]["persistence"]["rmse_lead1"]
     report = (out / "report.md").read_text()
-    for name in ("hippo", "persistence", "linear", "VPT median"):
+    for name in ("hippo", "persistence", "linear", "imperfect", "VPT ε=0.5", "Paired differences"):
         assert name in report
     for png in ("error_growth", "hovmoller", "histograms", "spectra"):
         assert f"figures/{png}.png" in report
@@ -176,7 +186,8 @@ def test_evaluate_run_directory_from_the_cli(store, ds, tmp_path):
                "eval.spectrum_nperseg=32", "eval.bins=10", "eval.lyapunov_time=2.0", "eval.lyapunov_transient=0.5"])
     assert rc == 0
     summ = json.loads((run / "summary.json").read_text())
-    assert summ["learner"] == "linear" and set(summ["baselines"]) == {"persistence", "linear (baseline)"}
+    assert summ["learner"] == "linear"
+    assert set(summ["baselines"]) == {b if b != "linear" else "linear (baseline)" for b in DEFAULT_BASELINES}
     assert summ["context"] == 5 and summ["horizon"] == 20 and summ["lambda1"] > 0
     # the run's linear map was fitted with the same ridge on the same members: the same scores
     assert summ["rmse_lead1"] == pytest.approx(summ["baselines"]["linear (baseline)"]["rmse_lead1"], rel=1e-3)

@@ -48,15 +48,18 @@ def test_climate_scale_and_vpt_by_hand():
     assert M.climate_scale(x) == pytest.approx(math.sqrt(2.0))
     truth = np.zeros((3, 4, 2))
     forecast = np.zeros((3, 4, 2))
-    forecast[0, :, 0] = [0.1, 0.3, 0.5, 0.9]  # exceeds 0.4 at lead 3
-    forecast[1, :, 0] = [0.5, 0.0, 0.0, 0.0]  # at lead 1
+    forecast[0, :, 0] = [0.1, 0.3, 0.5, 0.9]  # exceeds 0.4 at lead 3: last valid lead 2
+    forecast[1, :, 0] = [0.5, 0.0, 0.0, 0.0]  # at lead 1: never valid
     forecast[2, :, 0] = [0.1, 0.1, 0.1, 0.4]  # never (0.4 is not > 0.4): censored, the horizon
     vpt, censored = M.valid_prediction_time(forecast, truth, scale=1.0, dt=0.5)
-    np.testing.assert_allclose(vpt, [1.5, 0.5, 2.0])
+    np.testing.assert_allclose(vpt, [1.0, 0.0, 2.0])  # the last valid time
     assert censored.tolist() == [False, False, True]
+    # the older first-exceedance convention is one save later
+    np.testing.assert_allclose(M.first_exceedance_time(M.normalized_error(forecast, truth, 1.0), 0.4, 0.5)[0],
+                               [1.5, 0.5, 2.0])
     # non-finite errors count as exceeded
     forecast[2, 1, 0] = np.nan
-    assert M.valid_prediction_time(forecast, truth, scale=1.0, dt=0.5)[0][2] == pytest.approx(1.0)
+    assert M.valid_prediction_time(forecast, truth, scale=1.0, dt=0.5)[0][2] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="scale must be a finite number > 0, got 0"):
         M.normalized_error(forecast, truth, 0)
     with pytest.raises(ValueError, match="same shape"):

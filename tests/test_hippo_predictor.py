@@ -170,3 +170,19 @@ def test_bad_inputs_raise_clear_errors():
     _, state = predictor.step(torch.randn(2, 3), predictor.default_state(2))
     with pytest.raises(ValueError, match=r"\(2, 4\).*\(2, 3\)"):
         predictor.step(torch.randn(2, 4), state)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_window_in_samples_converges_at_second_order_for_every_order(order):
+    """With θ = 8Δt (the emulator's default theta_steps) the predictor is one fixed filter of the last
+    samples, exact for linear signals only: O(Δt²) whatever the Taylor order (the docstring's claim)."""
+    steps = np.array([0.02, 0.01, 0.005])
+    errors = []
+    for dt in steps:
+        predictor = HiPPOPredictor("legt", N=8, theta=8 * dt, dt=dt, order=order)
+        t = torch.arange(0.0, 4.0, dt, dtype=F64)
+        x = torch.sin(t)[None, :, None]
+        k0 = int(3.0 / dt)
+        errors.append((predictor(x)[0, k0:-1, 0] - x[0, k0 + 1:, 0]).abs().max().item())
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert 1.85 < slope < 2.25, (slope, errors)

@@ -9,6 +9,7 @@ import pytest
 from dynlab.cli import main as cli_main
 from dynlab.config import compose, group_options
 from dynlab.errors import ConfigError
+from dynlab.eval.options import DEFAULT_BASELINES
 from dynlab.pipeline.run import run
 
 
@@ -50,11 +51,15 @@ def test_tiny_experiment_end_to_end_and_cached(tmp_path, capsys):
         assert (run_dir / name).exists(), name
     assert (run_dir / "metrics.zarr").is_dir()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["learner"] == "s4d" and set(summary["baselines"]) == {"persistence", "linear"}
+    assert summary["learner"] == "s4d" and list(summary["baselines"]) == list(DEFAULT_BASELINES)
+    # every learner ranked, with bootstrap intervals around its numbers and paired differences
+    assert sorted(summary["ranking"]) == sorted(["s4d", *DEFAULT_BASELINES]) and 1 <= summary["rank"] <= 9
+    lo, hi = summary["intervals"]["rmse_lead1"]
+    assert lo <= summary["rmse_lead1"] <= hi and set(summary["differences"]) == set(DEFAULT_BASELINES)
     text = printed[-1]
-    assert text.startswith("quickstart: s4d vs persistence, linear")
+    assert text.startswith("quickstart: s4d vs " + ", ".join(DEFAULT_BASELINES))
     assert "VPT median" in text and "RMSE lead 1" in text and f"report: {run_dir / 'report.md'}" in text
-    assert set(result.summary["beats_baselines_until_vpt"]) == {"persistence", "linear"}
+    assert set(result.summary["beats_baselines_until_vpt"]) == set(DEFAULT_BASELINES)
     # a second run reuses the store and the trained model, and evaluates again
     logs.clear()
     again = run(compose("run", tiny(tmp_path)), log=logs.append, echo=printed.append)
@@ -84,7 +89,11 @@ def test_quickstart_meets_its_targets(tmp_path):
                  log=lambda msg: None, echo=printed.append)
     print(f"quickstart wall time {time.perf_counter() - start:.1f} s", printed[-1], sep="\n")
     s = result.summary
-    assert s["vpt_median_lyapunov"] >= 1.0, s["vpt_median_lyapunov"]
-    assert s["beats_baselines_until_vpt"] == {"persistence": True, "linear": True}
+    assert s["n_forecasts"] >= 200 and s["vpt_median_lyapunov"] >= 1.0, s["vpt_median_lyapunov"]
+    beats = s["beats_baselines_until_vpt"]
+    assert all(beats[b] for b in ("persistence", "damped_persistence", "climatology", "linear", "euler")), beats
+    # between the Euler and the RK4 steppers of the true equations, with intervals that say so
+    assert s["differences"]["euler"]["vpt_median_eps0.5"]["low"] > 0
+    assert s["differences"]["rk4"]["vpt_median_eps0.5"]["high"] < 0
     assert s["wasserstein_mean"] < s["baselines"]["linear"]["wasserstein_mean"]
     assert s["long_rollout_finite"] == 1.0

@@ -1,14 +1,21 @@
-r"""Baselines every learner must beat: persistence and a linear one-step map.
+r"""Data-driven baselines every learner must beat (docs/baselines.md; the numerical-model
+baselines, the true equations stepped at the save interval and the imperfect model, are in
+:mod:`dynlab.emulators.reference`).
 
 * :class:`Persistence`: :math:`\hat x_{t+1} = x_t`.
+* :class:`Climatology`: the training mean, :math:`\hat x_{t+1} = c`.
+* :class:`DampedPersistence`: :math:`\hat x_{t+1} = c + ρ ⊙ (x_t − c)` with the lag-1
+  autocorrelation ρ of the training data (an AR(1) forecast).
+* :class:`PolynomialExtrapolation`: the polynomial through the last few samples, one step
+  ahead (the parameter-free in-context baseline).
 * :class:`LinearOneStep`: the affine map :math:`\hat x_{t+1} = W x_t + b` fitted in
   closed form by (ridge) least squares on training windows. The fit is done on
   normalised increments, so the ridge penalty shrinks the map toward
   persistence, not toward zero.
 
-Neither has a recurrent state, and neither is trained by gradient steps
-(``trainable = False``); the fitted ``W``, ``b`` and the normaliser statistics
-are buffers, so a checkpoint's ``state_dict`` restores them.
+None is trained by gradient steps (``trainable = False``); fitted quantities
+(``W``, ``b``, means, ρ, the normaliser statistics) are buffers, so a
+checkpoint's ``state_dict`` restores them.
 """
 from __future__ import annotations
 
@@ -19,7 +26,8 @@ import torch
 
 from .base import AbstractEmulator, Normalizer
 
-__all__ = ["Persistence", "LinearOneStep"]
+__all__ = ["Persistence", "LinearOneStep", "Climatology", "DampedPersistence", "PolynomialExtrapolation",
+           "extrapolation_weights"]
 
 
 def _check_step_input(em: AbstractEmulator, x_t: torch.Tensor) -> None:
@@ -120,3 +128,160 @@ class LinearOneStep(AbstractEmulator):
 
     def extra_repr(self) -> str:
         return f"n_features={self.n_features}, ridge={self.ridge}"
+
+
+class Climatology(AbstractEmulator):
+    r"""The training mean state at every lead: :math:`\hat x_{t+1} = c` (fitted on training members).
+
+    The forecast that minimises the RMSE once all skill is lost; its normalised error
+    is :math:`\|x − c\|/σ_{\rm clim} ≈ 1` on average. Buffer ``mean`` ``(D,)``.
+    """
+
+    trainable = False
+
+    def __init__(self, n_features: int):
+        super().__init__(n_features)
+        self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> "Climatology":
+        """``mean`` from training states ``(..., D)`` (finite)."""
+        if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[-1] != self.n_features or x.numel() == 0:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"training data must have shape (..., {self.n_features}), got {shape}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("training data contain non-finite values")
+        self.mean.copy_(x.detach().to("cpu", torch.float64).reshape(-1, self.n_features).mean(0))
+        return self
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        return self.mean.to(x.dtype).expand_as(x).clone()
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> None:
+        return None
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        _check_step_input(self, x_t)
+        return self.mean.to(x_t.dtype).expand_as(x_t).clone(), None
+
+
+class DampedPersistence(AbstractEmulator):
+    r"""Anomaly persistence damped toward the climatology, per feature (an AR(1) forecast):
+
+    .. math::  \hat x_{t+1} = c + ρ ⊙ (x_t − c), \qquad \hat x_{t+h} = c + ρ^h ⊙ (x_t − c),
+
+    with :math:`c` the training mean and :math:`ρ_d` the lag-1 (one save interval)
+    autocorrelation of feature d over the training windows,
+    :math:`ρ_d = \sum (x_{t+1,d} − c_d)(x_{t,d} − c_d) / \sum (x_{t,d} − c_d)^2`
+    (the least-squares AR(1) coefficient), clipped to [0, 1]. Buffers ``mean``, ``rho`` ``(D,)``.
+    """
+
+    trainable = False
+
+    def __init__(self, n_features: int):
+        super().__init__(n_features)
+        self.register_buffer("mean", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("rho", torch.ones(n_features, dtype=torch.float64))
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor) -> "DampedPersistence":
+        """Fit on windows ``x`` ``(N, L >= 2, D)``; returns ``self``."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("training windows contain non-finite values")
+        x = x.detach().to("cpu", torch.float64)
+        c = x.reshape(-1, self.n_features).mean(0)
+        a = x - c
+        num = (a[:, 1:] * a[:, :-1]).sum(dim=(0, 1))
+        den = (a[:, :-1] ** 2).sum(dim=(0, 1))
+        rho = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.ones_like(den))
+        self.mean.copy_(c)
+        self.rho.copy_(rho.clamp(0.0, 1.0))
+        return self
+
+    def _map(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.mean.to(x.dtype)
+        return c + self.rho.to(x.dtype) * (x - c)
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        return self._map(x)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> None:
+        return None
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+        _check_step_input(self, x_t)
+        return self._map(x_t), None
+
+
+def extrapolation_weights(points: int, degree: int) -> torch.Tensor:
+    r"""Weights ``w`` ``(points,)`` with :math:`\hat x_{k+1} = \sum_j w_j x_{k-points+1+j}`:
+    the least-squares polynomial of ``degree`` through the last ``points`` equally spaced
+    samples, evaluated one step ahead (float64). With ``degree = points − 1`` it is the
+    interpolating polynomial: for 4 points, :math:`\hat x_{k+1} = 4x_k − 6x_{k−1} + 4x_{k−2} − x_{k−3}`.
+    Exact for polynomials of degree ≤ ``degree``, so the one-step error is
+    :math:`O(Δt^{\text{degree}+1})` on smooth signals.
+    """
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ValueError(f"points must be an integer >= 1, got {points!r}")
+    if isinstance(degree, bool) or not isinstance(degree, int) or not 0 <= degree < points:
+        raise ValueError(f"degree must be an integer in [0, points - 1 = {points - 1}], got {degree!r}")
+    s = torch.arange(-points + 1, 1, dtype=torch.float64)  # sample times relative to the present
+    V = s[:, None] ** torch.arange(degree + 1, dtype=torch.float64)  # (points, degree + 1)
+    ahead = torch.ones(degree + 1, dtype=torch.float64)  # s = 1: 1, 1, 1, ...
+    return torch.linalg.pinv(V).T @ ahead
+
+
+class PolynomialExtrapolation(AbstractEmulator):
+    r"""Parameter-free in-context extrapolation: the polynomial of ``degree`` fitted to the last
+    ``points`` samples (equally spaced) and evaluated one save ahead (:func:`extrapolation_weights`).
+
+    The baseline for in-context predictors such as the HiPPO predictor (the same stencil:
+    a polynomial fit to a window of past samples). With fewer than ``points`` samples seen
+    (at the start of a context) it uses all of them with degree ``min(degree, n − 1)``, so
+    the first prediction is persistence. Recurrent state: the last ``points`` inputs
+    ``(B, points, D)`` and their count.
+    """
+
+    trainable = False
+
+    def __init__(self, n_features: int, points: int = 4, degree: int | None = None):
+        super().__init__(n_features)
+        degree = points - 1 if degree is None and isinstance(points, int) else degree
+        extrapolation_weights(points, degree)  # validates points and degree
+        self.points, self.degree = points, degree
+        for n in range(1, points + 1):
+            w = extrapolation_weights(n, min(degree, n - 1))
+            self.register_buffer(f"w{n}", w, persistent=False)
+
+    def _weights(self, n: int) -> torch.Tensor:
+        return getattr(self, f"w{min(n, self.points)}")
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        B, L, D = x.shape
+        out = torch.empty_like(x)
+        for t in range(L):
+            n = min(t + 1, self.points)
+            w = self._weights(n).to(x.dtype)
+            out[:, t] = torch.einsum("j,bjd->bd", w, x[:, t + 1 - n:t + 1])
+        return out
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> tuple[torch.Tensor, int]:
+        return torch.zeros(batch, self.points, self.n_features, device=device, dtype=dtype or torch.float64), 0
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        _check_step_input(self, x_t)
+        history, count = state
+        history = torch.cat((history[:, 1:], x_t[:, None].to(history.dtype)), dim=1)
+        count = count + 1
+        n = min(count, self.points)
+        y = torch.einsum("j,bjd->bd", self._weights(n).to(x_t.dtype), history[:, self.points - n:].to(x_t.dtype))
+        return y, (history, count)
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.n_features}, points={self.points}, degree={self.degree}"

@@ -31,7 +31,10 @@ class HiPPOEmulator(AbstractEmulator):
         N: memory size (Legendre coefficients per feature).
         theta: LegT window length in model time (default ``theta_steps · dt``).
         theta_steps: window length in samples, used when ``theta`` is None.
-        order: Taylor order of the readout, ``1 <= order < N``.
+        order: Taylor order of the readout, ``1 <= order < N``. The one-step error is
+            O(Δt^{order+1}) only with ``theta`` fixed in model time; with the default window
+            in samples (``theta = theta_steps · dt``) it is O(Δt²) for every order
+            (:mod:`dynlab.models.hippo_predictor`, "Order with a window in samples").
 
     Shapes: ``forward`` ``(B, L, D) -> (B, L, D)``; ``step`` ``(B, D) -> (B, D)``.
     """

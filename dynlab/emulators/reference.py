@@ -15,21 +15,27 @@ is the whole horizon.
 The codec's flat vector and the system's state are related by a permutation
 (both list the same numbers, perhaps in another order); it is found once by
 feeding ``system.observables`` the state indices ``0 … S−1``.
+
+Numerical-model baselines (docs/baselines.md) are the same emulator with one
+integration step per save interval: :func:`numerical_model` (Euler, Heun, RK4) and
+:func:`imperfect_model` (RK4 with one parameter off by a relative error, or the
+one-scale truncation of two-scale Lorenz96).
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from simulators import AbstractIntegrator, AbstractSystem, make_integrator
+from simulators import AbstractFixedStepIntegrator, AbstractIntegrator, AbstractSystem, make_integrator, make_system
 
 from .base import AbstractEmulator
 from .codec import StateCodec
 
 __all__ = ["ReferenceEmulator", "codec_state_permutation", "state_variables", "features_from_state",
-           "system_from_dataset", "integrator_from_dataset"]
+           "system_from_dataset", "integrator_from_dataset", "numerical_model", "imperfect_system",
+           "imperfect_model", "ForwardEuler", "Heun", "NUMERICAL_METHODS", "IMPERFECT_PARAMETER"]
 
 
 def codec_state_permutation(system: AbstractSystem, codec: StateCodec) -> torch.Tensor:
@@ -189,3 +195,101 @@ class ReferenceEmulator(AbstractEmulator):
     def extra_repr(self) -> str:
         return (f"system={self.system!r}, integrator={self.integrator!r}, dt={self.dt}, "
                 f"steps_per_save={self.steps_per_save}")
+
+
+# --- numerical-model baselines -------------------------------------------------------------
+
+class ForwardEuler(AbstractFixedStepIntegrator):
+    r"""Explicit Euler, :math:`x_{n+1} = x_n + h f(t_n, x_n)` (global error O(h)); a baseline, not registered."""
+
+    name = "euler"
+
+    def check_system(self, system):
+        if system.is_stochastic:
+            raise ValueError(f"euler cannot integrate the stochastic system {system.name}")
+
+    def step(self, system, t, x, dt, noise=None):
+        return x + dt * system.vector_field(t, x)
+
+
+class Heun(AbstractFixedStepIntegrator):
+    r"""Heun's method (explicit trapezoid, RK2), :math:`k_1 = f(t, x)`, :math:`k_2 = f(t + h, x + h k_1)`,
+    :math:`x_{n+1} = x_n + \tfrac h2 (k_1 + k_2)` (global error O(h²)); a baseline, not registered."""
+
+    name = "heun"
+
+    def check_system(self, system):
+        if system.is_stochastic:
+            raise ValueError(f"heun cannot integrate the stochastic system {system.name}")
+
+    def step(self, system, t, x, dt, noise=None):
+        k1 = system.vector_field(t, x)
+        k2 = system.vector_field(t + dt, x + dt * k1)
+        return x + (0.5 * dt) * (k1 + k2)
+
+
+#: explicit one-step methods of the numerical-model baselines
+NUMERICAL_METHODS: dict[str, Callable[[], AbstractIntegrator]] = {
+    "euler": ForwardEuler,
+    "heun": Heun,
+    "rk4": lambda: make_integrator("rk4"),
+}
+
+#: the parameter the imperfect model gets wrong, per system (docs/baselines.md)
+IMPERFECT_PARAMETER: dict[str, str] = {
+    "lorenz96": "F",
+    "lorenz96_two_scale": "F",
+    "lorenz63": "rho",
+    "mass_spring": "k",
+    "pendulum": "g",
+    "double_pendulum": "g",
+    "kepler": "G",
+    "n_body": "G",
+    "three_body": "G",
+    "ebm_1d": "B",
+    "slab_ocean_0d": "feedback",
+}
+
+
+def numerical_model(system: AbstractSystem, method: str, save_interval: float, codec: StateCodec) -> ReferenceEmulator:
+    """The equations of ``system`` stepped once per save interval with ``method``
+    (``euler``, ``heun``, ``rk4``): a :class:`ReferenceEmulator` with ``steps_per_save = 1``."""
+    if method not in NUMERICAL_METHODS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(NUMERICAL_METHODS))}")
+    return ReferenceEmulator(system, NUMERICAL_METHODS[method](), save_interval, 1, codec)
+
+
+def imperfect_system(system: AbstractSystem, error: float, codec: StateCodec | None = None,
+                     parameter: str | None = None) -> tuple[AbstractSystem, str]:
+    r"""The imperfect model of ``system``: its parameter ``p`` (default from
+    :data:`IMPERFECT_PARAMETER`) replaced by :math:`p\,(1 + \text{error})`.
+
+    Two-scale Lorenz96 evaluated on X only (``codec`` without ``Y``) becomes the one-scale
+    Lorenz96 with the same K and F (the truncated model; ``error`` is not applied). Returns
+    ``(system, description)``.
+    """
+    if isinstance(error, bool) or not isinstance(error, (int, float)) or not math.isfinite(error) or error <= -1:
+        raise ValueError(f"error must be a finite number > -1 (a relative error), got {error!r}")
+    params = system.params.as_dict()
+    if system.name == "lorenz96_two_scale" and codec is not None and "Y" not in codec.names:
+        truncated = make_system("lorenz96", K=params["K"], F=params["F"])
+        return truncated, f"one-scale lorenz96 (K={params['K']}, F={params['F']:g}): the Y coupling dropped"
+    name = parameter or IMPERFECT_PARAMETER.get(system.name)
+    if name is None:
+        raise ValueError(f"no imperfect-model parameter is set for system {system.name!r}; "
+                         f"known systems: {', '.join(sorted(IMPERFECT_PARAMETER))}")
+    value = params.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"system {system.name!r} has no numeric parameter {name!r}")
+    params[name] = float(value) * (1.0 + float(error))
+    return make_system(system.name, **params), f"{name} = {params[name]:.6g} ({100 * error:+g} %)"
+
+
+def imperfect_model(system: AbstractSystem, save_interval: float, codec: StateCodec, error: float = 0.01,
+                    parameter: str | None = None) -> ReferenceEmulator:
+    """RK4 at the save interval on :func:`imperfect_system` (``error = 0`` gives exactly the
+    reference RK4 at the save interval)."""
+    wrong, description = imperfect_system(system, error, codec, parameter)
+    em = numerical_model(wrong, "rk4", save_interval, codec)
+    em.description = description
+    return em

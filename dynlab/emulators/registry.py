@@ -96,6 +96,43 @@ def _reference(opts, codec, train_data, dt, system):
     return ReferenceEmulator(system, integrator, dt / steps, steps, codec)
 
 
+def _fitted(cls_name: str):
+    def build(opts, codec, train_data, dt, system):
+        from . import baselines
+
+        em = getattr(baselines, cls_name)(codec.n_features, **opts)
+        if train_data is not None:
+            em.fit(train_data)
+        return em
+
+    return build
+
+
+def _polynomial(opts, codec, train_data, dt, system):
+    from .baselines import PolynomialExtrapolation
+
+    return PolynomialExtrapolation(codec.n_features, points=opts["points"], degree=opts["degree"])
+
+
+def _numerical(method: str):
+    def build(opts, codec, train_data, dt, system):
+        from .reference import numerical_model
+
+        if system is None or dt is None:
+            raise ValueError(f"learner {method!r} needs the reference system and dt (the save interval)")
+        return numerical_model(system, method, dt, codec)
+
+    return build
+
+
+def _imperfect(opts, codec, train_data, dt, system):
+    from .reference import imperfect_model
+
+    if system is None or dt is None:
+        raise ValueError("learner 'imperfect' needs the reference system and dt (the save interval)")
+    return imperfect_model(system, dt, codec, error=opts["error"], parameter=opts["parameter"])
+
+
 _SSM_OPTIONS = {"d_model": 64, "n_layers": 4, "spatial_encoder": None, "kernel_size": 5, "spatial_dim": "k",
                 "backbone": {}, "decoder_init_scale": 0.1}
 
@@ -108,6 +145,14 @@ LEARNERS: dict[str, LearnerSpec] = {
                                          "order": 1, "discretization": "foh"}),
     "reference": LearnerSpec(_reference, False, {"integrator": "rk4", "integrator_options": {},
                                                  "steps_per_save": 1}),
+    # baselines (docs/baselines.md)
+    "climatology": LearnerSpec(_fitted("Climatology"), False, {}),
+    "damped_persistence": LearnerSpec(_fitted("DampedPersistence"), False, {}),
+    "polynomial": LearnerSpec(_polynomial, False, {"points": 4, "degree": None}),
+    "euler": LearnerSpec(_numerical("euler"), False, {}),
+    "heun": LearnerSpec(_numerical("heun"), False, {}),
+    "rk4": LearnerSpec(_numerical("rk4"), False, {}),
+    "imperfect": LearnerSpec(_imperfect, False, {"error": 0.01, "parameter": None}),
 }
 
 

@@ -11,10 +11,26 @@ vector). ``groups`` maps each variable name to its feature slice
   {\sqrt{\sum \hat a_{nhd}^2 \sum a_{nhd}^2}}`, :math:`\hat a = \hat x − c`, :math:`a = x − c`.
 * Climate scale: :math:`σ_{\rm clim} = \sqrt{\langle \|x − \langle x\rangle\|^2\rangle}`
   (means over members and times, norm over features).
-* Valid prediction time (Pathak et al. 2018; PHYSICS.md, Emulator scores): the first
-  lead time :math:`t_h = h\,Δt` with :math:`\|\hat x_h − x_h\| / σ_{\rm clim} > ε`
-  (ε = 0.4); if the error never exceeds ε within the horizon, the horizon
-  :math:`H\,Δt` (flagged as censored).
+* Centred anomaly correlation: the same with the anomalies centred on their mean over
+  forecasts at each lead and feature (:math:`\hat a − \overline{\hat a}`, :math:`a − \bar a`),
+  i.e. the Pearson correlation pooled over features; :func:`lead_below` gives the first
+  lead at which a score falls below a level (ACC < 0.6, the usual limit of useful skill).
+* Valid prediction time (Vlachas et al. 2020; PHYSICS.md, Emulator scores): the *last
+  valid time*, the largest :math:`t_h = h\,Δt` such that
+  :math:`e_{h'} = \|\hat x_{h'} − x_{h'}\| / σ_{\rm clim} \le ε` for every
+  :math:`h' \le h` (the first save is :math:`t = Δt`; a forecast wrong at lead 1 has
+  VPT 0); with ``interpolate`` the crossing is placed by linear interpolation of
+  :math:`e` between the last valid lead and the first invalid one (with :math:`e_0 = 0`
+  at :math:`t = 0`). If the error never exceeds ε within the horizon the VPT is
+  the horizon :math:`H\,Δt`, flagged as censored.
+* Ensemble scores (for systems with noise): the CRPS of an ensemble
+  :math:`\{\hat x^{(i)}\}_{i=1}^m` against the truth y, in its kernel form
+  :math:`\mathrm{CRPS} = \frac1m\sum_i |\hat x^{(i)} − y| − \frac1{2m^2}\sum_{i,j}|\hat x^{(i)} − \hat x^{(j)}|`
+  (Gneiting & Raftery 2007), and the spread–error ratio
+  :math:`\sqrt{\frac{m+1}{m}\,\overline{\mathrm{Var}}} / \mathrm{RMSE}(\bar{\hat x})`
+  (Fortin et al. 2014), ≈ 1 for a reliable ensemble.
+* Blow-up: a rollout blows up when a state is non-finite or leaves the bound
+  :math:`\|x − c\| > β\,σ_{\rm clim}`.
 * Wasserstein-1 distance between pooled marginal distributions, per variable.
 * Conservation drift of an invariant along trajectories.
 """
@@ -27,10 +43,13 @@ import numpy as np
 
 __all__ = ["as_array", "variable_groups", "rmse", "rmse_by_lead", "rmse_by_lead_and_variable",
            "anomaly_correlation", "anomaly_correlation_by_variable", "climate_scale", "normalized_error",
-           "first_exceedance_time", "valid_prediction_time", "wasserstein_by_variable", "conservation_drift",
-           "VPT_THRESHOLD"]
+           "first_exceedance_time", "last_valid_time", "valid_prediction_time", "wasserstein_by_variable",
+           "conservation_drift", "centred_anomaly_correlation", "lead_below", "crps_ensemble",
+           "spread_error_ratio", "blowup_fraction", "VPT_THRESHOLD", "VPT_THRESHOLDS"]
 
 VPT_THRESHOLD = 0.4
+#: the thresholds ε at which the valid prediction time is reported
+VPT_THRESHOLDS = (0.4, 0.5)
 
 
 def as_array(x: Any, name: str = "array") -> np.ndarray:
@@ -148,10 +167,7 @@ def first_exceedance_time(error: Any, threshold: float, dt: float) -> tuple[np.n
     e = as_array(error, "error")
     if e.ndim < 1 or e.shape[-1] < 1:
         raise ValueError(f"error must have a lead axis last, got shape {e.shape}")
-    if not (isinstance(threshold, (int, float)) and threshold > 0):
-        raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
-    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    _check_threshold_dt(threshold, dt)
     e = np.where(np.isnan(e), np.inf, e)
     over = e > threshold
     censored = ~over.any(axis=-1)
@@ -159,11 +175,116 @@ def first_exceedance_time(error: Any, threshold: float, dt: float) -> tuple[np.n
     return first * float(dt), censored
 
 
-def valid_prediction_time(forecast: Any, truth: Any, scale: float, dt: float,
-                          threshold: float = VPT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """Valid prediction time per forecast: ``(N, H, D) -> (N,)`` times and censored flags
-    (see the module docstring)."""
-    return first_exceedance_time(normalized_error(forecast, truth, scale), threshold, dt)
+def _check_threshold_dt(threshold: Any, dt: Any) -> None:
+    if isinstance(threshold, bool) or not (isinstance(threshold, (int, float, np.floating)) and threshold > 0):
+        raise ValueError(f"threshold must be a number > 0, got {threshold!r}")
+    if isinstance(dt, bool) or not (isinstance(dt, (int, float, np.floating)) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+
+
+def last_valid_time(error: Any, threshold: float, dt: float,
+                    interpolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    r"""The last valid time of error curves ``(..., H)`` (lead h at index h − 1, time h·dt).
+
+    ``max{h·dt : error[..., h'−1] ≤ threshold for all h' ≤ h}`` (0 when lead 1 already
+    exceeds it). With ``interpolate`` the time where the error crosses the threshold,
+    linearly interpolated between the last valid lead (error ``e_a`` at ``t_a``; ``e_0 = 0``
+    at ``t = 0``) and the first invalid one (``e_b``): :math:`t_a + Δt\,(ε − e_a)/(e_b − e_a)`
+    (``t_a`` when ``e_b`` is not finite). NaN errors count as exceeding.
+    Returns ``(times, censored)``; censored forecasts (never exceeding) get ``H·dt``.
+    """
+    e = as_array(error, "error")
+    if e.ndim < 1 or e.shape[-1] < 1:
+        raise ValueError(f"error must have a lead axis last, got shape {e.shape}")
+    _check_threshold_dt(threshold, dt)
+    e = np.where(np.isnan(e), np.inf, e)
+    over = e > threshold
+    censored = ~over.any(axis=-1)
+    first = np.where(censored, e.shape[-1], np.argmax(over, axis=-1))  # index of the first invalid lead
+    times = first.astype(np.float64) * float(dt)  # = (h_first - 1)·dt: the last valid lead's time
+    if interpolate:
+        idx = np.minimum(first, e.shape[-1] - 1)[..., None]
+        e_b = np.take_along_axis(e, idx, axis=-1)[..., 0]
+        padded = np.concatenate([np.zeros(e.shape[:-1] + (1,)), e], axis=-1)
+        e_a = np.take_along_axis(padded, idx, axis=-1)[..., 0]  # error at the last valid lead (0 at t = 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(np.isfinite(e_b) & (e_b > e_a), (threshold - e_a) / (e_b - e_a), 0.0)
+        times = np.where(censored, times, times + np.clip(frac, 0.0, 1.0) * float(dt))
+    return times, censored
+
+
+def valid_prediction_time(forecast: Any, truth: Any, scale: float, dt: float, threshold: float = VPT_THRESHOLD,
+                          interpolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Valid prediction time (the last valid time, see the module docstring) per forecast:
+    ``(N, H, D) -> (N,)`` times and censored flags."""
+    return last_valid_time(normalized_error(forecast, truth, scale), threshold, dt, interpolate)
+
+
+def centred_anomaly_correlation(forecast: Any, truth: Any) -> np.ndarray:
+    """Centred anomaly correlation by lead: ``(N, H, D) -> (H,)`` (anomalies about the mean over the
+    N forecasts at each lead and feature; NaN where they vanish)."""
+    f, t = _pair(forecast, truth)
+    return _acc(f - f.mean(0, keepdims=True), t - t.mean(0, keepdims=True), np.zeros(f.shape[-1]))
+
+
+def lead_below(score: Any, level: float, dt: float) -> float:
+    """The first lead time ``h·dt`` with ``score[h−1] < level`` for a score by lead ``(H,)``
+    (NaN counts as below); ``inf`` when it never falls below within the horizon."""
+    s = as_array(score, "score")
+    if s.ndim != 1 or s.size < 1:
+        raise ValueError(f"score must have shape (H >= 1,), got {s.shape}")
+    if isinstance(dt, bool) or not (isinstance(dt, (int, float, np.floating)) and dt > 0):
+        raise ValueError(f"dt must be a number > 0, got {dt!r}")
+    below = ~(s >= level)
+    return float((np.argmax(below) + 1) * dt) if below.any() else math.inf
+
+
+def _ensemble_pair(ensemble: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    e, t = as_array(ensemble, "ensemble"), as_array(truth, "truth")
+    if e.ndim != t.ndim + 1 or e.shape[1:] != t.shape:
+        raise ValueError(f"ensemble must have shape (m, *truth.shape) = (m, {', '.join(map(str, t.shape))}), "
+                         f"got {e.shape}")
+    return e, t
+
+
+def crps_ensemble(ensemble: Any, truth: Any) -> np.ndarray:
+    """CRPS (kernel form, module docstring) of an ensemble ``(m, ...)`` against ``truth`` ``(...)``,
+    elementwise: ``(...)``. For ``m = 1`` it is the absolute error."""
+    e, t = _ensemble_pair(ensemble, truth)
+    m = e.shape[0]
+    skill = np.mean(np.abs(e - t[None]), axis=0)
+    spread = np.zeros_like(skill)
+    for i in range(m):  # Σ_{i,j} |x_i − x_j| without an (m, m, ...) array
+        spread += np.sum(np.abs(e - e[i:i + 1]), axis=0)
+    return skill - spread / (2.0 * m * m)
+
+
+def spread_error_ratio(ensemble: Any, truth: Any, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """Spread–error ratio (module docstring) of an ensemble ``(m, ...)``; means over ``axis`` of
+    ``truth``'s axes (all by default). ``m ≥ 2``."""
+    e, t = _ensemble_pair(ensemble, truth)
+    m = e.shape[0]
+    if m < 2:
+        raise ValueError(f"the spread-error ratio needs an ensemble of m >= 2, got m = {m}")
+    var = np.var(e, axis=0, ddof=1)
+    err2 = (e.mean(0) - t) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt((m + 1) / m * np.mean(var, axis=axis)) / np.sqrt(np.mean(err2, axis=axis))
+
+
+def blowup_fraction(rollouts: Any, center: Any, scale: float, bound: float) -> float:
+    """Fraction of rollouts ``(N, T, D)`` that blow up: some state is non-finite or has
+    ``‖x − center‖ > bound · scale``."""
+    r = as_array(rollouts, "rollouts")
+    if r.ndim != 3:
+        raise ValueError(f"rollouts must have shape (N, T, D), got {r.shape}")
+    c = _climatology(center, r.shape[-1])
+    if not (isinstance(bound, (int, float)) and bound > 0) or not (isinstance(scale, (int, float)) and scale > 0):
+        raise ValueError(f"bound and scale must be numbers > 0, got {bound!r} and {scale!r}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        dist = np.linalg.norm(r - c, axis=-1)
+    bad = ~np.isfinite(dist) | (dist > bound * scale)
+    return float(bad.any(axis=1).mean())
 
 
 def wasserstein_by_variable(predicted: Any, truth: Any, groups: Mapping[str, slice]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ observed.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -119,7 +120,8 @@ def bootstrap(values: Mapping[str, np.ndarray] | np.ndarray,
     out: dict[str, Interval] = {}
     for key, est in estimates.items():
         s = np.stack(samples[key])
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of a vector statistic give NaN
             low, high = np.nanquantile(s, [alpha, 1 - alpha], axis=0) if np.isfinite(s).any() else (np.nan, np.nan)
         as_scalar = (lambda a: float(a)) if est.ndim == 0 else (lambda a: np.asarray(a))
         out[key] = Interval(as_scalar(est), as_scalar(low), as_scalar(high), s)

@@ -109,6 +109,11 @@ def format_summary(name: str, summ: Mapping[str, Any], beats: Mapping[str, bool]
     lines.append("  RMSE lead 1  " + " | ".join(f"{n} {_fmt(s.get('rmse_lead1'))}" for n, s in rows))
     if any(s.get("wasserstein_mean") is not None for _, s in rows):
         lines.append("  W1 climate   " + " | ".join(f"{n} {_fmt(s.get('wasserstein_mean'))}" for n, s in rows))
+    key = summ.get("ranking_key")
+    if key and summ.get("ranking"):  # the emulator's place among the baselines, with its interval
+        lo, hi = (summ.get("intervals") or {}).get(key, [None, None])
+        lines.append(f"  rank {summ['rank']} of {len(summ['ranking'])} by {key}: {summ['learner']} "
+                     f"{_fmt(summ.get(key))} [{_fmt(lo)}, {_fmt(hi)}]; order: {' > '.join(summ['ranking'])}")
     if beats:
         verdict = ", ".join(f"{n}: {'yes' if ok else 'no'}" for n, ok in beats.items())
         lines.append(f"  lower RMSE than the baseline at every lead up to its VPT: {verdict}")
@@ -178,10 +183,7 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
         evaluated = evaluate({**dict(section), "run": str(run_dir)}, log=say)
         seconds["evaluate"] = time.perf_counter() - t0
         summ = evaluated.summary
-        beats = None
-        metrics_path = evaluated.paths.get("metrics")
-        if metrics_path is not None and Path(metrics_path).exists() and summ.get("dt"):
-            beats = beats_baselines_until_vpt(Path(metrics_path), summ["learner"], summ.get("vpt_median"), summ["dt"])
+        beats = summ.get("beats_baselines_until_vpt")  # computed in memory by evaluate (no reopening metrics.zarr)
         report = evaluated.paths.get("report")
         summ = {**summ, "beats_baselines_until_vpt": beats, "seconds": seconds}
         echo(format_summary(name, summ, beats, report))

@@ -21,9 +21,19 @@ stage the schedule is *exhausted* and training goes on with the last ε.
 :class:`CausalWeighting` is a wrapper: it takes any callable that returns the
 ``(N,)`` vector of chunk losses and returns the weighted scalar, so a PINN's
 residual loss reuses it unchanged.
+
+**Scale of ε** (``eps_scale``). With ``absolute`` (the paper's convention, the
+default) ε multiplies the losses as they are, so a useful ε depends on the
+loss's units: with normalised rollout losses of order 10⁻², ε ≤ 1 gives weights
+near 1 and every stage ends at once. With ``initial_loss`` the schedule is
+dimensionless: at the first call of each stage the total :math:`S = \sum_i L_i`
+is recorded and the weights use :math:`ε / S`, so that :math:`(ε/S) \sum_i L_i = ε`
+at the start of the stage and the last chunk starts near :math:`e^{-ε}`; the stage
+ends once training has shrunk the losses enough that :math:`\min_i w_i >` tol.
 """
 from __future__ import annotations
 
+import math
 from numbers import Real
 from typing import Any, Callable, Sequence
 
@@ -31,7 +41,10 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["causal_weights", "CausalWeighting"]
+__all__ = ["causal_weights", "CausalWeighting", "EPS_SCALES"]
+
+#: how ε is scaled (see the module docstring)
+EPS_SCALES = ("absolute", "initial_loss")
 
 
 def causal_weights(chunk_losses: torch.Tensor, eps: float) -> torch.Tensor:
@@ -52,6 +65,8 @@ class CausalWeighting:
         eps: the increasing ε schedule, e.g. ``[1e-2, 1e-1, 1, 10]``.
         tol: a stage ends when ``min_i w_i > tol`` (paper: 0.99).
         max_stage_steps: a stage also ends after this many steps (None: no cap).
+        eps_scale: ``"absolute"`` (ε as given) or ``"initial_loss"`` (ε divided by the
+            total chunk loss at the start of each stage; module docstring).
 
     Call the object like the loss: it returns the scalar ``mean_i w_i L_i``, keeping
     ``last_weights`` and ``last_losses``; then call :meth:`update` once per optimiser
@@ -59,7 +74,7 @@ class CausalWeighting:
     """
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor] | None, eps: Sequence[float], tol: float = 0.99,
-                 max_stage_steps: int | None = None):
+                 max_stage_steps: int | None = None, eps_scale: str = "absolute"):
         eps = list(eps) if not isinstance(eps, (str, bytes)) else eps
         if not isinstance(eps, list) or not eps or any(isinstance(e, bool) or not isinstance(e, Real) or e < 0
                                                        for e in eps):
@@ -71,6 +86,10 @@ class CausalWeighting:
         if max_stage_steps is not None and (isinstance(max_stage_steps, bool) or not isinstance(max_stage_steps, int)
                                             or max_stage_steps < 1):
             raise ConfigError(f"causal.max_stage_steps must be a positive integer or null, got {max_stage_steps!r}")
+        if eps_scale not in EPS_SCALES:
+            raise ConfigError(f"causal.eps_scale must be one of {list(EPS_SCALES)}, got {eps_scale!r}")
+        self.eps_scale = eps_scale
+        self.scale: float | None = None  # total chunk loss at the start of the stage (initial_loss)
         self.loss_fn = loss_fn
         self.eps = [float(e) for e in eps]
         self.tol = float(tol)
@@ -85,8 +104,18 @@ class CausalWeighting:
 
     @property
     def epsilon(self) -> float:
-        """ε of the current stage (the last one once exhausted)."""
+        """ε of the current stage (the last one once exhausted), as configured."""
         return self.eps[min(self.stage, len(self.eps) - 1)]
+
+    def effective_epsilon(self, detached: torch.Tensor | None = None) -> float:
+        """The ε the weights use: :attr:`epsilon`, divided by the stage's initial total loss for
+        ``eps_scale = initial_loss`` (recorded from ``detached`` chunk losses at the first call)."""
+        if self.eps_scale == "absolute":
+            return self.epsilon
+        if self.scale is None and detached is not None:
+            total = float(detached.sum(-1).mean())
+            self.scale = total if total > 0 and math.isfinite(total) else None
+        return self.epsilon / self.scale if self.scale else self.epsilon
 
     @property
     def exhausted(self) -> bool:
@@ -100,7 +129,7 @@ class CausalWeighting:
         detached = chunk_losses.detach()
         if self.reduce is not None:
             detached = self.reduce(detached)
-        w = causal_weights(detached, self.epsilon)
+        w = causal_weights(detached, self.effective_epsilon(detached))
         self.last_weights, self.last_losses = w, detached
         return (w * chunk_losses).mean()
 
@@ -123,14 +152,18 @@ class CausalWeighting:
         if done:
             self.stage += 1
             self.stage_steps = 0
+            if not self.exhausted:  # after the last stage the last scale stays, like the last ε
+                self.scale = None
         return done
 
     def reset(self) -> None:
         """Restart the schedule at its first ε (e.g. when the rollout horizon grows)."""
-        self.stage, self.stage_steps = 0, 0
+        self.stage, self.stage_steps, self.scale = 0, 0, None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "stage_steps": self.stage_steps, "eps": list(self.eps)}
+        return {"stage": self.stage, "stage_steps": self.stage_steps, "eps": list(self.eps),
+                "eps_scale": self.eps_scale, "scale": self.scale}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stage, self.stage_steps = int(state["stage"]), int(state["stage_steps"])
+        self.scale = state.get("scale")

@@ -12,6 +12,13 @@ with a short horizon and lengthens it. After each validation with rollout loss
 
 and the caller allows it (with causal weighting, only once the ε schedule is
 exhausted; see :mod:`dynlab.train.losses`). The best value resets at each growth.
+
+**At least one validation period at each horizon.** A horizon's training period
+opens at the validation where it was set: for a grown horizon, the validation that
+grew it (training at the new H starts right after); for the first horizon, the first
+validation that reaches the curriculum, which may come before any step at H (e.g.
+right at the end of a one-step warm start). H may grow only at a later validation,
+so every horizon is trained for at least ``val_every`` steps before it grows.
 """
 from __future__ import annotations
 
@@ -58,17 +65,24 @@ class HorizonCurriculum:
         self.horizon = self.start
         self.best: float | None = None
         self.stale = 0
+        self.opened = False  # has a validation opened the training period at the current H?
 
     @property
     def at_max(self) -> bool:
         return self.horizon >= self.max
 
     def update(self, val_loss: float, allowed: bool = True) -> bool:
-        """Record a validation rollout loss at the current H; return True if H grew."""
+        """Record a validation rollout loss at the current H; return True if H grew.
+
+        The first call at the first horizon only opens its training period (module docstring).
+        """
         if self.best is None or val_loss < self.best * (1.0 - self.min_delta):
             self.best, self.stale = float(val_loss), 0
         else:
             self.stale += 1
+        if not self.opened:
+            self.opened = True
+            return False
         if self.at_max or not allowed:
             return False
         learnt = self.threshold is not None and val_loss < self.threshold
@@ -77,10 +91,13 @@ class HorizonCurriculum:
             return False
         self.horizon = min(self.horizon + self.grow, self.max)
         self.best, self.stale = None, 0
+        self.opened = True  # the new horizon's period opens now
         return True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"horizon": self.horizon, "best": self.best, "stale": self.stale}
+        return {"horizon": self.horizon, "best": self.best, "stale": self.stale, "opened": self.opened}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.horizon, self.best, self.stale = int(state["horizon"]), state["best"], int(state["stale"])
+        # checkpoints written before "opened" existed: a recorded loss or a grown horizon means it was open
+        self.opened = bool(state.get("opened", state["best"] is not None or self.horizon != self.start))
