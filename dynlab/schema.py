@@ -19,6 +19,7 @@ mapping, checked by its owner) and nested schema dataclasses.
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 import types
@@ -163,7 +164,7 @@ def check_value(value: Any, tp: Any, meta: Mapping[str, Any], key: str) -> Any:
             raise _fail(key, value, "a mapping, e.g. {a: 1}")
         return dict(value)
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, collections.abc.Sequence):
             raise _fail(key, value, "a list, e.g. [a, b]")
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
