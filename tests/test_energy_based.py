@@ -223,3 +223,20 @@ def test_tiny_dynlab_train_and_restore(l96, tmp_path):
     assert isinstance(em, EnergyBasedEmulator) and not em.training
     x = torch.randn(2, 5, 8, dtype=torch.float64) * 3 + 2
     assert torch.isfinite(em(x)).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("learner", ["energy_based", "neural_ode"])
+def test_trains_on_cuda_with_amp(l96, tmp_path, learner):
+    """`dynlab train device=cuda train.amp=true`: the backbone runs in bfloat16, the descent / ODE solve in
+    float32 (no_autocast); losses stay finite and the restored model predicts on the GPU."""
+    run_dir = tmp_path / "run"
+    cfg = compose("train", [f"data.store={l96}", f"run_dir={run_dir}", f"learner={learner}", "device=cuda",
+                            "train.amp=true", "train.amp_dtype=bfloat16", "data.context=4", "data.stride=8",
+                            "train.steps=6", "train.batch_size=4", "train.val_every=3", "train.val_windows=4",
+                            "train.warmup=1", "progress=false"])
+    result = train(cfg, **QUIET)
+    assert result.complete and all(math.isfinite(v) for v in result.losses)
+    em = dynlab.load_emulator(run_dir, device="cuda")
+    x = torch.randn(2, 5, 8, device="cuda") * 3 + 2
+    assert torch.isfinite(em.rollout(x, 4)).all()

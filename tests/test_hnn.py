@@ -158,3 +158,16 @@ def test_tiny_dynlab_train(spring_store, tmp_path):
     assert result.complete and all(math.isfinite(v) for v in result.losses)
     em = dynlab.load_emulator(run_dir)
     assert isinstance(em, HNNEmulator) and em.extra == ["H"]
+
+
+@pytest.mark.gpu
+def test_trains_on_cuda_with_amp(spring_store, tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = compose("train", [f"data.store={spring_store}", f"run_dir={run_dir}", "learner=hnn", "device=cuda",
+                            "train.amp=true", "data.context=2", "data.stride=4", "train.steps=4",
+                            "train.batch_size=4", "train.val_every=2", "train.val_windows=4", "train.warmup=1",
+                            "progress=false"])
+    result = train(cfg, **QUIET)
+    assert result.complete and all(math.isfinite(v) for v in result.losses)
+    em = dynlab.load_emulator(run_dir, device="cuda")
+    assert next(em.parameters()).is_cuda

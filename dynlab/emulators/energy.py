@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from ..models.energy import EnergyHead, ReplayBuffer, best_of_n, descend
+from ..models.neural_ode import no_autocast
 from .base import AbstractEmulator, Normalizer
 from .codec import StateCodec
 
@@ -215,7 +216,13 @@ class EnergyBasedEmulator(AbstractEmulator):
         return self.increment_normalizer.normalize(x_next - x_t)
 
     def _descend(self, h: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contexts ``h`` ``(M, d)``, states ``x_t`` ``(M, D)`` → predictions ``(M, D)`` and final energies ``(M,)``."""
+        """Contexts ``h`` ``(M, d)``, states ``x_t`` ``(M, D)`` → predictions ``(M, D)`` and final energies ``(M,)``.
+
+        The descent runs in the parameters' precision (AMP applies to the backbone only)."""
+        with no_autocast(x_t):
+            return self._descend_full_precision(h.to(self._param_dtype()), x_t)
+
+    def _descend_full_precision(self, h: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dtype = self._param_dtype()
         M = x_t.shape[0]
         if self.initial_guess is not None:

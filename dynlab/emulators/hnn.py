@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..models.hnn import HAMILTONIANS, LearnedHamiltonianSystem
-from ..models.neural_ode import ACTIVATIONS
+from ..models.neural_ode import ACTIVATIONS, no_autocast
 from .base import AbstractEmulator
 from .codec import StateCodec
 
@@ -169,12 +169,14 @@ class HNNEmulator(AbstractEmulator):
         return out
 
     def advance(self, x: torch.Tensor) -> torch.Tensor:
-        """States ``(N, D)`` one save interval ahead (``substeps`` integrator steps of 1/substeps in τ)."""
-        y = self._scaled(x)
-        h = 1.0 / self.options.substeps
-        for _ in range(self.options.substeps):
-            y = self.integrator.step(self.learned_system, 0.0, y, h)
-        return self._features(y, x.dtype)
+        """States ``(N, D)`` one save interval ahead (``substeps`` integrator steps of 1/substeps in τ),
+        in the parameters' precision (also under AMP: a symplectic map in bfloat16 would not conserve much)."""
+        with no_autocast(x):
+            y = self._scaled(x)
+            h = 1.0 / self.options.substeps
+            for _ in range(self.options.substeps):
+                y = self.integrator.step(self.learned_system, 0.0, y, h)
+            return self._features(y, x.dtype)
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         r"""The learned energy :math:`s_q s_p H'_θ/Δ` of states ``x`` ``(..., D)`` (physical units, up to a constant)."""

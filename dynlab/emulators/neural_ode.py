@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..models.neural_ode import ACTIVATIONS, ADAPTIVE_METHODS, FIXED_STEP_METHODS, MLPVectorField, ODEFlow
+from ..models.neural_ode import (ACTIVATIONS, ADAPTIVE_METHODS, FIXED_STEP_METHODS, MLPVectorField, ODEFlow,
+                                 no_autocast)
 from .base import AbstractEmulator, Normalizer
 from .codec import StateCodec
 
@@ -99,9 +100,10 @@ class NeuralODEEmulator(AbstractEmulator):
         return (self.field(None, z).to(x.dtype) * self.normalizer.std.to(x.dtype)) / self.save_interval
 
     def advance(self, x: torch.Tensor) -> torch.Tensor:
-        """States ``(N, D)`` one save interval ahead."""
-        z = self.normalizer.normalize(x).to(self._dtype())
-        return self.normalizer.denormalize(self.flow(z, 1.0).to(x.dtype))
+        """States ``(N, D)`` one save interval ahead (in the parameters' precision, also under AMP)."""
+        with no_autocast(x):
+            z = self.normalizer.normalize(x).to(self._dtype())
+            return self.normalizer.denormalize(self.flow(z, 1.0).to(x.dtype))
 
     def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, "x", forcing)

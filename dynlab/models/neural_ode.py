@@ -18,11 +18,18 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS"]
+__all__ = ["MLPVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "no_autocast"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "bosh3")
+
+
+def no_autocast(x: torch.Tensor):
+    """A context that turns automatic mixed precision off on ``x``'s device: ODE solvers, symplectic
+    integrators and gradient descent on an energy need their parameters' precision (AMP is kept for the
+    rest of a model, e.g. an SSM backbone)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def mlp(d_in: int, d_out: int, hidden: Sequence[int], activation: str, out_scale: float = 1.0) -> nn.Sequential:
