@@ -67,7 +67,9 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=24, help="F=8 members (train/val/test 0.6/0.15/0.25)")
     ap.add_argument("--t-end", type=float, default=12.0)
     ap.add_argument("--context", type=int, default=16)
-    ap.add_argument("--train-steps-max", type=int, default=3, help="largest K drawn in training")
+    ap.add_argument("--train-steps-max", type=int, default=8, help="largest K drawn in training")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra energy_based option, e.g. --set langevin_noise=0.05 (repeatable)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None, help="write the numbers as JSON here")
     args = ap.parse_args()
@@ -84,7 +86,8 @@ def main() -> None:
                   f"train.steps={args.steps}", "train.batch_size=16", "train.val_every=100000",
                   "train.val_windows=32", "train.warmup=20", "progress=false", f"device={args.device}", "threads=1"]
         learners = {"energy_based": ["learner=energy_based", "++learner.d_model=32", "++learner.n_layers=2",
-                                     f"++learner.train_steps_max={args.train_steps_max}"],
+                                     f"++learner.train_steps_max={args.train_steps_max}",
+                                     *(f"++learner.{kv}" for kv in args.set)],
                     "s4d": ["learner=s4d", "learner.d_model=32", "learner.n_layers=2"]}
         models, cost = {}, {}
         for name, over in learners.items():

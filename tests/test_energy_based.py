@@ -144,7 +144,7 @@ def test_training_through_the_unrolled_descent_lowers_held_out_error():
     before = _one_step_error(em.eval(), test_x)
     opt = torch.optim.Adam(em.parameters(), lr=1e-2)
     em.train()
-    for _ in range(120):
+    for _ in range(80):
         loss = (em(train_x[:, :-1]) - train_x[:, 1:]).square().mean()
         opt.zero_grad()
         loss.backward()

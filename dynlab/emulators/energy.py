@@ -20,7 +20,10 @@ Training (module in ``train()`` mode) goes *through* the unrolled descent with, 
 batch, ``K`` drawn uniformly from ``[train_steps_min, train_steps_max]``, α jittered
 per row by a factor :math:`e^{U(−j, j)}`, optional Gaussian noise on each step
 (Langevin-like) and an optional replay buffer of past final candidates as initial
-guesses (Energy-Based Transformers, Gladstone et al. 2025, arXiv:2507.02092).
+guesses (Energy-Based Transformers, Gladstone et al. 2025, arXiv:2507.02092). The defaults (K up to 8,
+noise 0.05, a replay buffer) are the ones under which more inference steps converge instead of drifting
+on Lorenz96 (benchmarks/bench_energy_inference.py): without noise and replay the learned descent is only
+good for the trained range of K and gets worse beyond it.
 Whatever loss the trainer uses (one-step or rollout) applies unchanged.
 
 Inference compute is a knob (:meth:`EnergyBasedEmulator.set_inference`): ``K`` steps and
@@ -72,11 +75,11 @@ class EnergyBasedOptions:
                      choices=INITIAL_GUESSES)
     step_size: float = _opt(0.5, "initial value of the learned descent step size alpha", gt=0)
     train_steps_min: int = _opt(1, "fewest descent steps K drawn per training batch", ge=0)
-    train_steps_max: int = _opt(3, "most descent steps K drawn per training batch", ge=1)
+    train_steps_max: int = _opt(8, "most descent steps K drawn per training batch", ge=1)
     step_size_jitter: float = _opt(0.3, "training draws alpha * exp(U(-j, j)) per row; j", ge=0)
-    langevin_noise: float = _opt(0.0, "std of Gaussian noise added per descent step in training", ge=0)
-    replay_capacity: int = _opt(0, "replay buffer size of past final candidates (0: off)", ge=0)
-    replay_fraction: float = _opt(0.0, "fraction of training initial guesses drawn from the buffer", ge=0, le=1)
+    langevin_noise: float = _opt(0.05, "std of Gaussian noise added per descent step in training", ge=0)
+    replay_capacity: int = _opt(4096, "replay buffer size of past final candidates (0: off)", ge=0)
+    replay_fraction: float = _opt(0.25, "fraction of training initial guesses drawn from the buffer", ge=0, le=1)
     infer_steps: int = _opt(None, "descent steps K at inference (null: train_steps_max)", ge=0)
     candidates: int = _opt(1, "best-of-N candidates at inference, lowest final energy kept", ge=1)
     candidate_noise: float = _opt(0.5, "size of the N-1 perturbed starts (normalised increment units)", ge=0)
