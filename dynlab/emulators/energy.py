@@ -161,6 +161,7 @@ class EnergyBasedEmulator(AbstractEmulator):
         self.backbone = SSMBackbone(o.d_model, o.n_layers, block=o.block, **dict(o.backbone or {}))
         self.energy_head = EnergyHead(o.d_model, n_features, o.energy_width, o.energy_depth, o.confine)
         self.log_step_size = nn.Parameter(torch.tensor(math.log(o.step_size)))
+        self.log_step_size._optim = {"weight_decay": 0.0}  # the trainer's AdamW would pull alpha toward 1
         self.initial_guess = nn.Linear(o.d_model, n_features) if o.init == "learned" else None
         if self.initial_guess is not None:
             with torch.no_grad():
