@@ -20,7 +20,7 @@ members' states: energy MSE with the true H.
 The HNN paper's pendulum is H = 2(1 − cos q) + p²; our pendulum preset (m=0.5, g=3, l=1) is
 H = 1.5(1 − cos q) + p², so pendulum numbers would not be comparable and are not reproduced here.
 
-Run: OMP_NUM_THREADS=1 python benchmarks/bench_hnn.py [--steps 2000] [--quick]
+Run: PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/bench_hnn.py [--steps 2000] [--seeds 3] [--train-steps 600]
 """
 from __future__ import annotations
 
@@ -141,13 +141,7 @@ def part2(steps: int, workdir: Path) -> dict:
     return results
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=2000, help="Adam steps of part 1 (the paper: 2000)")
-    ap.add_argument("--train-steps", type=int, default=600, help="dynlab train steps of part 2")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds of part 1")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+def report_part1(args) -> None:
     print("# Part 1: HNN paper protocol, mass-spring H = q^2 + p^2 (25 train / 25 test trajectories)")
     rows = {"hnn": [], "mlp": []}
     for seed in range(args.seeds):
@@ -156,7 +150,7 @@ def main() -> None:
             rows[k].append(res[k])
         print(f"seed {seed}: " + "; ".join(f"{k}: test {v['test']:.3g}, energy MSE T=3 {v['energy_mse_T3']:.3g}, "
                                            f"T=20 {v['energy_mse_T20']:.3g} ({v['seconds']:.0f} s)"
-                                           for k, v in res.items()))
+                                           for k, v in res.items()), flush=True)
     print("| model | train loss | test loss | energy MSE (T=3) | energy MSE (T=20) | published energy MSE |")
     print("|---|---|---|---|---|---|")
     for k, label in (("mlp", "baseline MLP field"), ("hnn", "HNN")):
@@ -165,7 +159,10 @@ def main() -> None:
             return f"{np.mean(v):.3g} ± {np.std(v) / math.sqrt(len(v)):.2g}"
         print(f"| {label} | {stat('train')} | {stat('test')} | {stat('energy_mse_T3')} | {stat('energy_mse_T20')} "
               f"| {PUBLISHED[k]:.3g} |")
-    print(f"(mean ± standard error over {args.seeds} seeds of data and initialisation)")
+    print(f"(mean ± standard error over {args.seeds} seeds of data and initialisation)", flush=True)
+
+
+def report_part2(args) -> None:
     print("\n# Part 2: our data protocol (dynlab simulate mass_spring, dynlab train one-step, 200-step rollouts)")
     with tempfile.TemporaryDirectory() as tmp:
         res = part2(args.train_steps, Path(tmp))
@@ -174,6 +171,19 @@ def main() -> None:
     for k, v in res.items():
         print(f"| {k} | {v['energy_mse']:.3g} | {v['state_mse']:.3g} | {v['energy_drift_end']:.3g} | "
               f"{v['train_seconds']:.0f} s ({args.train_steps} steps) |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000, help="Adam steps of part 1 (the paper: 2000)")
+    ap.add_argument("--train-steps", type=int, default=600, help="dynlab train steps of part 2 (0: skip part 2)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of part 1 (0: skip part 1)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.seeds > 0:
+        report_part1(args)
+    if args.train_steps > 0:
+        report_part2(args)
     print("Pendulum: the HNN paper's H = 2(1 - cos q) + p^2 differs from our preset 1.5(1 - cos q) + p^2; "
           "not compared.")
 
