@@ -248,7 +248,9 @@ def test_registry_unknown_learner_and_options(l96_data):
 
 def test_registry_trainable_flags():
     assert {n: s.trainable for n, s in LEARNERS.items()} == {
-        "persistence": False, "linear": False, "hippo": False, "reference": False, "s4d": True, "mamba": True}
+        "persistence": False, "linear": False, "hippo": False, "reference": False, "s4d": True, "mamba": True,
+        "climatology": False, "damped_persistence": False, "polynomial": False, "euler": False, "heun": False,
+        "rk4": False, "imperfect": False, "energy_based": True, "neural_ode": True, "hnn": True}
 
 
 @pytest.mark.parametrize("name", ["persistence", "linear", "hippo"])

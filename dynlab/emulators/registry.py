@@ -133,6 +133,56 @@ def _imperfect(opts, codec, train_data, dt, system):
     return imperfect_model(system, dt, codec, error=opts["error"], parameter=opts["parameter"])
 
 
+def _energy_based(opts, codec, train_data, dt, system):
+    from .energy import EnergyBasedEmulator, options_from_mapping
+
+    options = options_from_mapping(opts)
+    physics = None
+    if options.physics_weight > 0:
+        from .reference import ReferenceEmulator
+
+        if system is None or dt is None:
+            raise ValueError("learner 'energy_based' with physics_weight > 0 needs the system and dt "
+                             "(the sampling interval of the data)")
+        physics = ReferenceEmulator(system, options.physics_integrator, dt, 1, codec)
+    em = EnergyBasedEmulator(codec, options, physics)
+    if train_data is not None:
+        em.fit_normalizers(train_data)
+    return em
+
+
+def _neural_ode(opts, codec, train_data, dt, system):
+    from .neural_ode import NeuralODEEmulator, neural_ode_options
+
+    em = NeuralODEEmulator(codec, neural_ode_options(opts), save_interval=dt if dt is not None else 1.0)
+    if train_data is not None:
+        em.fit_normalizers(train_data)
+    return em
+
+
+def _hnn(opts, codec, train_data, dt, system):
+    from .hnn import HNNEmulator, hnn_options
+
+    em = HNNEmulator(codec, hnn_options(opts), system=system, save_interval=dt if dt is not None else 1.0)
+    if train_data is not None:
+        em.fit_normalizers(train_data)
+    return em
+
+
+def _defaults(options_class) -> dict[str, Any]:
+    """A learner's option defaults from its options dataclass (tuples as lists, as in YAML)."""
+    import dataclasses
+
+    return {f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+            for f in dataclasses.fields(options_class)}
+
+
+def _options_of(module: str, name: str) -> dict[str, Any]:
+    import importlib
+
+    return _defaults(getattr(importlib.import_module(f"{__package__}.{module}"), name))
+
+
 _SSM_OPTIONS = {"d_model": 64, "n_layers": 4, "spatial_encoder": None, "kernel_size": 5, "spatial_dim": "k",
                 "backbone": {}, "decoder_init_scale": 0.1}
 
@@ -153,6 +203,10 @@ LEARNERS: dict[str, LearnerSpec] = {
     "heun": LearnerSpec(_numerical("heun"), False, {}),
     "rk4": LearnerSpec(_numerical("rk4"), False, {}),
     "imperfect": LearnerSpec(_imperfect, False, {"error": 0.01, "parameter": None}),
+    # energy-based predictor and physics-ML baselines
+    "energy_based": LearnerSpec(_energy_based, True, _options_of("energy", "EnergyBasedOptions")),
+    "neural_ode": LearnerSpec(_neural_ode, True, _options_of("neural_ode", "NeuralODEOptions")),
+    "hnn": LearnerSpec(_hnn, True, _options_of("hnn", "HNNOptions")),
 }
 
 

@@ -1,0 +1,138 @@
+r"""Neural-ODE emulator (learner ``neural_ode``): a learned vector field integrated over one save interval.
+
+With states standardised as :math:`z = (x − μ)/σ` and time measured in save
+intervals :math:`τ = t/Δ`, the model is :math:`dz/dτ = f_θ(z)` and
+
+.. math::  \hat x_{t+1} = μ + σ ⊙ \mathrm{Flow}_{f_θ}^{τ=1}\big((x_t − μ)/σ\big),
+
+so the learned field in physical units is :math:`\dot x = σ ⊙ f_θ((x − μ)/σ)/Δ`
+(:meth:`NeuralODEEmulator.vector_field`). The model is Markov: ``forward`` maps every
+position independently and ``step`` carries no state. Train it on short rollouts
+(``loss=rollout``): gradients flow through the solver (or the adjoint ODE with
+``adjoint: true``). With ``hidden: []`` the field is affine (a linear ODE).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..models.neural_ode import (ACTIVATIONS, ADAPTIVE_METHODS, FIXED_STEP_METHODS, MLPVectorField, ODEFlow,
+                                 no_autocast)
+from .base import AbstractEmulator, Normalizer
+from .codec import StateCodec
+
+__all__ = ["NeuralODEEmulator", "NeuralODEOptions"]
+
+
+def _opt(default, help: str, **bounds):
+    return field(default=default, metadata={"help": help, **bounds})
+
+
+@dataclass
+class NeuralODEOptions:
+    """Hyperparameters of learner ``neural_ode`` (``configs/learner/neural_ode.yaml``)."""
+
+    hidden: list = _opt((64, 64), "hidden widths of the MLP vector field ([]: an affine field A z + b)")
+    activation: str = _opt("tanh", "activation of the MLP", choices=tuple(ACTIVATIONS))
+    method: str = _opt("rk4", "torchdiffeq solver", choices=FIXED_STEP_METHODS + ADAPTIVE_METHODS)
+    substeps: int = _opt(2, "solver steps per save interval (fixed-step methods)", ge=1)
+    rtol: float = _opt(1e-6, "relative tolerance (adaptive methods)", gt=0)
+    atol: float = _opt(1e-8, "absolute tolerance (adaptive methods)", gt=0)
+    adjoint: bool = _opt(False, "gradients by the adjoint method (memory independent of solver steps)")
+    out_scale: float = _opt(0.1, "initial scale of the field's last layer (an untrained model is near persistence)",
+                            ge=0)
+
+
+class NeuralODEEmulator(AbstractEmulator):
+    """Learned vector field + ODE solver over one save interval (module docstring).
+
+    Args:
+        codec: the state codec or the number of features ``D``.
+        options: a :class:`NeuralODEOptions`.
+        save_interval: Δ, the model time between saved states (only scales :meth:`vector_field`).
+
+    Shapes: ``forward`` ``(B, L, D) -> (B, L, D)``; ``step`` ``(B, D) -> (B, D)``.
+    """
+
+    trainable = True
+
+    def __init__(self, codec: StateCodec | int, options: NeuralODEOptions | None = None, save_interval: float = 1.0):
+        if isinstance(codec, StateCodec):
+            n_features = codec.n_features
+        elif isinstance(codec, int) and not isinstance(codec, bool):
+            n_features, codec = codec, None
+        else:
+            raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+        super().__init__(n_features)
+        o = options if options is not None else NeuralODEOptions()
+        if isinstance(o.hidden, (str, bytes)) or not hasattr(o.hidden, "__iter__"):
+            raise ValueError(f"hidden must be a list of widths, got {o.hidden!r}")
+        if isinstance(save_interval, bool) or not isinstance(save_interval, (int, float)) \
+                or not (math.isfinite(save_interval) and save_interval > 0):
+            raise ValueError(f"save_interval must be a finite number > 0, got {save_interval!r}")
+        if not (isinstance(o.out_scale, (int, float)) and math.isfinite(o.out_scale) and o.out_scale >= 0):
+            raise ValueError(f"out_scale must be a finite number >= 0, got {o.out_scale!r}")
+        self.options, self.codec = o, codec
+        self.save_interval = float(save_interval)
+        self.normalizer = Normalizer(n_features)
+        self.field = MLPVectorField(n_features, list(o.hidden), o.activation, o.out_scale)
+        self.flow = ODEFlow(self.field, o.method, o.substeps, o.rtol, o.atol, o.adjoint)
+
+    @torch.no_grad()
+    def fit_normalizers(self, x: torch.Tensor) -> "NeuralODEEmulator":
+        """State statistics from training windows ``x`` ``(N, L, D)``."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"training windows must have shape (N, L, {self.n_features}), got {shape}")
+        self.normalizer.fit(x.detach().to("cpu", torch.float64))
+        return self
+
+    def _dtype(self) -> torch.dtype:
+        return self.field.net[-1].weight.dtype
+
+    def vector_field(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The learned :math:`\dot x` in physical units at states ``x`` ``(..., D)``."""
+        z = self.normalizer.normalize(x).to(self._dtype())
+        return (self.field(None, z).to(x.dtype) * self.normalizer.std.to(x.dtype)) / self.save_interval
+
+    def advance(self, x: torch.Tensor) -> torch.Tensor:
+        """States ``(N, D)`` one save interval ahead (in the parameters' precision, also under AMP)."""
+        with no_autocast(x):
+            z = self.normalizer.normalize(x).to(self._dtype())
+            return self.normalizer.denormalize(self.flow(z, 1.0).to(x.dtype))
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        B, L, D = x.shape
+        return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> Any:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        return None
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
+        if forcing_t is not None:
+            raise ValueError("NeuralODEEmulator takes no forcing, got a forcing tensor")
+        return self.advance(x_t), None
+
+    def extra_repr(self) -> str:
+        o = self.options
+        return (f"n_features={self.n_features}, hidden={list(o.hidden)}, method={o.method!r}, "
+                f"substeps={o.substeps}, adjoint={o.adjoint}")
+
+
+def neural_ode_options(opts: dict[str, Any]) -> NeuralODEOptions:
+    """A :class:`NeuralODEOptions` from a plain mapping (unknown keys raise ``ValueError``)."""
+    known = {f.name for f in dataclasses.fields(NeuralODEOptions)}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unknown neural_ode option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return NeuralODEOptions(**opts)
