@@ -138,7 +138,7 @@ def test_shipped_dataset_hashes_are_unchanged():
     for name, expected in pinned.items():
         plan = plan_simulation(compose("simulate", [f"system={name}", "out=/tmp/dynlab-hash-probe.zarr"]))
         assert plan.config_hash == expected, name
-    run_cfg = compose("run", ["experiment=quickstart"])
+    run_cfg = compose("run", ["experiment=quickstart", "ensemble.members=40"])  # the quickstart before issue 10
     sim = {k: run_cfg[k] for k in ("system", "integrator", "parallel", "ensemble", "time", "dtype", "device",
                                    "progress", "overwrite")}
     plan = plan_simulation({**sim, "seed": run_cfg.data_seed, "out": "/tmp/dynlab-hash-probe.zarr"})
