@@ -174,7 +174,7 @@ def test_causal_rollout_trains_and_logs_stages(l96, tmp_path):
     cfg = make_cfg(l96, run_dir, loss={"name": "causal_rollout",
                                        "horizon": {"start": 2, "max": 3, "grow": 1, "threshold": 10.0},
                                        "causal": {"eps": [0.1, 1.0], "tol": 0.99, "max_stage_steps": 2}},
-                   train={"steps": 8})
+                   train={"steps": 12})
     result = train(cfg, builder=tiny_builder, **QUIET)
     events = [r["event"] for r in metric_lines(run_dir) if "event" in r]
     assert "causal stage eps=0.1 ended at step 1 (eps=1)" in events

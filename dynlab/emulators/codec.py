@@ -40,9 +40,20 @@ class StateCodec:
 
     @classmethod
     def from_dataset(cls, ds, variables: Sequence[str] | None = None) -> "StateCodec":
-        """Codec over ``variables`` (default: every data variable on (member, time, ...))."""
+        """Codec over ``variables`` (default: every data variable on (member, time, ...), in the
+        order the system declares them when the store records it, else sorted by name: a Zarr v3
+        store lists its arrays in no fixed order)."""
         if variables is None:
             variables = [n for n, v in ds.data_vars.items() if v.dims[:2] == ("member", "time")]
+            order = {}
+            if "dynlab_config" in ds.attrs:
+                try:
+                    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+                    order = ds.dynlab._order
+                except Exception:  # a store whose system cannot be rebuilt: fall back to names
+                    order = {}
+            variables = sorted(variables, key=lambda n: (order.get(n, len(order)), n))
         if not variables:
             raise ValueError("the dataset has no variables on (member, time, ...) to encode")
         fields, coords = [], {}
