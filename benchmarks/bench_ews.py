@@ -20,7 +20,7 @@ ewstools is a benchmark/test-only dependency (``pip install ewstools``); without
 is timed alone.
 
     python benchmarks/bench_ews.py [--series 1000] [--length 5000] [--ewstools-series 20]
-                                   [--replicates 200] [--device cpu|cuda]
+                                   [--replicates 200] [--device cpu|cuda] [--threads 1]
 """
 from __future__ import annotations
 
@@ -101,7 +101,11 @@ def main(argv=None) -> int:
     ap.add_argument("--ewstools-series", type=int, default=20)
     ap.add_argument("--replicates", type=int, default=200)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: on a shared, loaded machine more threads oversubscribe "
+                         "the cores and run several times slower)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {load:.1f}, device {args.device}")

@@ -10,7 +10,8 @@ import torch
 from dynlab.emulators.base import AbstractEmulator
 from dynlab.emulators.codec import FieldSpec, StateCodec
 from dynlab.emulators.reference import ReferenceEmulator
-from dynlab.ews.emulator import MayTruth, emulator_ews, recovery_rates, stochastic_rollouts
+from dynlab.ews.emulator import (MayTruth, emulator_ews, emulator_ews_summary, plot_emulator_ews, recovery_rates,
+                                 stochastic_rollouts)
 from simulators.tipping import MayGrazing
 
 DT, STEPS = 0.05, 20
@@ -99,13 +100,18 @@ def test_an_emulator_without_slowing_down_is_told_apart():
     assert math.isnan(rec.attrs["emulator_c_at_level"])
 
 
-def test_stochastic_rollouts_of_the_reference_equal_the_truth_and_indicators_match():
+def test_stochastic_rollouts_of_the_reference_equal_the_truth_and_indicators_match(tmp_path):
     c = 2.3 + 0.004 * np.arange(90)
     x = stochastic_rollouts(_ReferenceWithForcing(), TRUTH, c, members=6, seed=1)
     np.testing.assert_allclose(x.sel(source="emulator").values, x.sel(source="truth").values, rtol=1e-12)
     ds = emulator_ews(_ReferenceWithForcing(), TRUTH, c0=2.3, c_rate=0.01, t_end=60.0, members=6, lead=3.0)
     np.testing.assert_allclose(ds["tau_variance"].sel(source="emulator"), ds["tau_variance"].sel(source="truth"))
     assert np.isfinite(ds["tau_variance"].values).all()
+    summary = emulator_ews_summary(ds)
+    assert summary["ews_eigenvalue_max_abs_error"] < 1e-9
+    assert summary["ews_tau_variance_median_truth"] == summary["ews_tau_variance_median_emulator"]
+    plot_emulator_ews(ds, tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 1000
     bad = emulator_ews(_ConstantRelaxation(), TRUTH, c0=2.3, c_rate=0.01, t_end=60.0, members=6, lead=3.0)
     assert np.isnan(bad["transition_time"].sel(source="emulator")).all()   # never tips
 

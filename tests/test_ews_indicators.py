@@ -151,3 +151,15 @@ def test_dataarray_batch_dims_and_coords_survive():
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         indicators(np.zeros((2, 100)) + np.arange(100), **kwargs)
+
+
+@pytest.mark.gpu
+def test_cuda_equals_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(9)
+    x = np.stack([_ar1_with_trend(rng, 500) for _ in range(64)])
+    cpu, gpu = indicators(x), indicators(x, device="cuda")
+    for name in ("trend", "variance", "ac1", "skewness", "kurtosis", "cv"):
+        np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(kendall_tau(gpu, device="cuda")["ac1"].values, kendall_tau(cpu)["ac1"].values)

@@ -36,7 +36,7 @@ from .indicators import indicators as compute_indicators
 from .scoring import analysed_lengths, score_series
 from .transitions import may_threshold
 
-__all__ = ["MayTruth", "recovery_rates", "stochastic_rollouts", "emulator_ews"]
+__all__ = ["MayTruth", "recovery_rates", "stochastic_rollouts", "emulator_ews", "emulator_ews_summary", "plot_emulator_ews"]
 
 
 @dataclass(frozen=True)
@@ -280,3 +280,43 @@ def emulator_ews(emulator, truth: MayTruth, *, c0: float = 2.0, c_rate: float = 
     out["c_of_time"] = ("time", c_series)
     out.attrs.update(rec.attrs)
     return out
+
+
+def emulator_ews_summary(ds: xr.Dataset) -> dict[str, float]:
+    """Scalars for a run's ``summary.json`` from :func:`emulator_ews`: the largest gap between the
+    emulator's and the truth's one-step eigenvalue on the upper branch, the c at which each
+    reaches the reporting level, and the median τ of each indicator for both."""
+    ok = np.isfinite(ds["recovery_truth"].values)
+    gap = np.abs(ds["recovery_emulator"].values[ok] - ds["recovery_truth"].values[ok])
+    out = {"ews_eigenvalue_max_abs_error": float(np.nanmax(gap)) if gap.size else float("nan"),
+           "ews_level": float(ds.attrs["level"]), "ews_fold_c": float(ds.attrs["fold_c"]),
+           "ews_truth_c_at_level": float(ds.attrs["truth_c_at_level"]),
+           "ews_emulator_c_at_level": float(ds.attrs["emulator_c_at_level"])}
+    for name in [v for v in ds.data_vars if v.startswith("tau_")]:
+        for source in ("truth", "emulator"):
+            out[f"ews_{name}_median_{source}"] = float(ds[name].sel(source=source).median())
+    return out
+
+
+def plot_emulator_ews(ds: xr.Dataset, path=None):
+    """Two panels: the one-step eigenvalue against c (truth, emulator), and the rollouts' variance
+    τ for both. Returns the figure (saved to ``path`` if given)."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ds["c"], ds["recovery_truth"], "k", label="truth (1 + Δt f')ⁿ")
+    a.plot(ds["c"], ds["recovery_emulator"], "C3--", label="emulator")
+    a.axvline(ds.attrs["fold_c"], color="grey", ls=":", label="fold")
+    a.axhline(1.0, color="grey", lw=0.8)
+    a.set(xlabel="grazing rate c", ylabel="one-step eigenvalue at x*(c)", title="recovery rate")
+    a.legend(fontsize=8)
+    taus = [v for v in ds.data_vars if v.startswith("tau_")]
+    data = [ds[t].sel(source=s).values for t in taus for s in ("truth", "emulator")]
+    b.boxplot([d[np.isfinite(d)] for d in data])
+    b.set_xticks(np.arange(1, len(data) + 1), [f"{t[4:]}\n{s}" for t in taus for s in ("truth", "emulator")])
+    b.set(ylabel="Kendall τ", title="indicators of stochastic rollouts")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return fig

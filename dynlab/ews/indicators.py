@@ -89,12 +89,19 @@ def indicators(x, *, detrend: str = "gaussian", bandwidth: float = 0.2, span: fl
         raise ValueError(f"window={window!r} gives {w} points; it needs {need} <= window <= T={T} for {names}")
     t = torch.as_tensor(np.array(times, dtype=np.float64) if np.issubdtype(np.asarray(times).dtype, np.number)
                         else np.arange(T, dtype=np.float64), device=data.device)
-    trend = DETRENDERS[detrend](data, t, bandwidth=bandwidth, span=span)
-    resid = data - trend
-    out = {"state": data, "trend": trend, "residuals": resid}
-    windows = Windows(resid, data, w)
-    for n in names:
-        out[n] = ROLLING[n][0](windows)
+    keys = ["state", "trend", "residuals", *names]
+    out = {k: torch.empty_like(data) for k in keys}
+    out["state"] = data
+    # rows per chunk: the rolling sums stay in cache (LOWESS finds its neighbourhoods once per call)
+    rows = data.shape[0] if detrend == "lowess" else max(1, (1 << 17) // T)
+    for lo in range(0, data.shape[0], rows):
+        chunk = data[lo:lo + rows]
+        trend = DETRENDERS[detrend](chunk, t, bandwidth=bandwidth, span=span)
+        resid = chunk - trend
+        out["trend"][lo:lo + rows], out["residuals"][lo:lo + rows] = trend, resid
+        windows = Windows(resid, chunk, w)
+        for n in names:
+            out[n][lo:lo + rows] = ROLLING[n][0](windows)
     full_dims = dims + ("time",)
     ds = xr.Dataset({k: (full_dims, v.reshape(*batch_shape, T).cpu().numpy()) for k, v in out.items()},
                     coords={**coords, "time": times})

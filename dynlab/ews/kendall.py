@@ -72,15 +72,19 @@ def kendall_tau_tensor(y: torch.Tensor, valid: torch.Tensor | None = None) -> to
     if y.ndim != 2:
         raise ValueError(f"y must have shape (B, n), got {tuple(y.shape)}")
     ok = torch.isfinite(y) if valid is None else (valid & torch.isfinite(y))
+    m = ok.sum(-1)
+    width = max(int(m.max()) if m.numel() else 0, 1)
     if bool((ok == ok[:1]).all()):  # the same points valid in every row (the usual NaN prefix): slice
         yc = y[:, ok[0]].to(torch.float64)
-        yc = torch.cat([yc, yc.new_full((y.shape[0], y.shape[-1] - yc.shape[-1]), float("inf"))], -1)
     else:  # move the excluded points to the end, keeping the order of the others, as +inf
         order = torch.sort((~ok).to(torch.int8), dim=-1, stable=True).indices
-        yc = torch.where(ok, y, torch.full_like(y, float("inf"))).gather(-1, order).to(torch.float64)
-    inv, ties = inversions_and_ties(yc)
-    m = ok.sum(-1)
-    fill = (1 << max(y.shape[-1] - 1, 0).bit_length()) - m    # excluded points and padding, all +inf
+        yc = torch.where(ok, y, torch.full_like(y, float("inf"))).gather(-1, order)[:, :width].to(torch.float64)
+    # rows in chunks of about 2**18 values, so that every merge level works in cache
+    rows = max(1, (1 << 18) // (1 << max(width - 1, 0).bit_length()))
+    inv, ties = zip(*(inversions_and_ties(yc[i:i + rows]) for i in range(0, yc.shape[0], rows))) \
+        if yc.shape[0] else ((torch.zeros(0, dtype=torch.int64),), (torch.zeros(0, dtype=torch.int64),))
+    inv, ties = torch.cat(inv), torch.cat(ties)
+    fill = (1 << max(width - 1, 0).bit_length()) - m       # excluded points and padding, all +inf
     ties = ties - fill * (fill - 1) // 2
     n0 = (m * (m - 1) // 2).to(torch.float64)
     ties = ties.to(torch.float64)
