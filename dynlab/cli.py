@@ -18,6 +18,7 @@ commands:
   train      train an emulator on a stored dataset (configs/train.yaml)
   evaluate   test a trained emulator against the reference physics (configs/evaluate.yaml)
   run        simulate, train and evaluate one experiment (configs/run.yaml)
+  verify     check a store's chunks; repair=true recomputes damaged or missing ones
 
 Overrides use hydra's grammar, for example:
   dynlab simulate system=lorenz96 system.K=40 system.F=8 ensemble.members=256 \\
@@ -51,6 +52,13 @@ def _evaluate(cfg) -> None:
     evaluate(cfg)
 
 
+def _verify(cfg) -> None:
+    from .pipeline.verify import verify
+
+    result = verify(cfg)
+    return 1 if result.problems and not result.repaired else 0
+
+
 def _run(cfg) -> None:
     from .pipeline.run import run
 
@@ -63,6 +71,7 @@ COMMANDS: dict[str, tuple[str, Callable]] = {
     "train": ("train", _train),
     "evaluate": ("evaluate", _evaluate),
     "run": ("run", _run),
+    "verify": ("verify", _verify),
 }
 
 
@@ -104,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if show_cfg:
             print(OmegaConf.to_yaml(cfg, resolve=True), end="")
             return 0
-        func(cfg)
+        code = func(cfg)
+        if isinstance(code, int):
+            return code
     except DynlabError as err:
         print(f"dynlab: error: {err}", file=sys.stderr)
         return 2

@@ -156,8 +156,10 @@ class RunSchema(RunOnlySchema):
     evaluate: EvaluateSchema = option(EvaluateSchema(), "")
 
 
+from .pipeline.verify import VerifySchema  # noqa: E402
+
 COMMAND_SCHEMAS: dict[str, type] = {"simulate": SimulateSchema, "train": TrainSchema, "evaluate": EvaluateSchema,
-                                    "run": RunSchema}
+                                    "run": RunSchema, "verify": VerifySchema}
 
 # keys a command's YAML or groups fill (not generated into the defaults node)
 _GROUP_KEYS = {"system", "integrator", "parallel", "learner", "loss"}
@@ -174,7 +176,7 @@ def register_schemas() -> None:
     from .emulators.registry import LEARNERS
 
     cs = ConfigStore.instance()
-    for name in ("simulate", "train", "evaluate"):
+    for name in ("simulate", "train", "evaluate", "verify"):
         cs.store(name=f"_schema_{name}", node=_defaults_node(COMMAND_SCHEMAS[name], _GROUP_KEYS))
     cs.store(name="_schema_run", node=defaults(RunOnlySchema))
     for name, spec in LEARNERS.items():

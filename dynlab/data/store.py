@@ -34,6 +34,8 @@ STORE_FORMAT = "dynlab-dataset/1"
 DONE_GROUP = "_dynlab"
 DONE_ARRAY = "chunk_done"
 TARGET_CHUNK_BYTES = 1 << 20
+#: crc32c checksums on every chunk of new stores (False reproduces a store from before them)
+CHUNK_CHECKSUMS = True
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,14 @@ def create_store(path: Path, variables: Sequence[VariableSpec], coords: Mapping[
     members = variables[0].shape[0]
     data_vars = {}
     encoding = {}
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
     for v in variables:
         chunks = (member_chunk, *v.shape[1:])
         data_vars[v.name] = xr.Variable(v.dims, da.zeros(v.shape, chunks=chunks, dtype=v.dtype), dict(v.attrs))
-        encoding[v.name] = {"chunks": chunks}
+        # a crc32c checksum on every chunk: damage is detected on read (dynlab verify)
+        encoding[v.name] = {"chunks": chunks,
+                            "compressors": [ZstdCodec(), Crc32cCodec()] if CHUNK_CHECKSUMS else [ZstdCodec()]}
     ds = xr.Dataset(data_vars, coords={name: xr.Variable(dims, np.asarray(values), dict(a))
                                        for name, (dims, values, a) in coords.items()})
     ds.attrs.update(attrs)
@@ -127,7 +133,8 @@ def write_region(path: Path, start: int, arrays: Mapping[str, np.ndarray]) -> No
     import zarr
 
     for name, values in arrays.items():
-        arr = zarr.open_array(str(path), path=name, mode="r+")
+        # every chunk is written, even one equal to the fill value: an absent chunk file is a lost chunk
+        arr = zarr.open_array(str(path), path=name, mode="r+", config={"write_empty_chunks": True})
         arr[start:start + values.shape[0]] = values
 
 
@@ -187,6 +194,9 @@ def open_dataset(path: str | Path, *, allow_incomplete: bool = False):
         raise StoreError(
             f"{p} is incomplete: {int((~done).sum())} of {done.size} member chunks are missing "
             f"(members {_ranges(missing)}); run the same `dynlab simulate` command again to finish it")
-    ds = xr.open_zarr(p, consolidated=False, decode_timedelta=False, zarr_format=3)
+    from .integrity import guard_dataset
+
+    ds = xr.open_zarr(p, consolidated=False, decode_timedelta=False, zarr_format=3, chunks=None)
+    ds = guard_dataset(ds, p)  # a damaged chunk is one line naming the store, variable and members
     ds.encoding["source"] = str(p)  # ds.dynlab.completion reads the record from here
     return ds

@@ -292,6 +292,19 @@ def _blowup_message(plan: SimulationPlan, err: BlowUpError) -> str:
             f"and kept in {plan.out} (try a smaller time.dt)")
 
 
+def _check_done_chunks(plan: SimulationPlan, done: np.ndarray, log: Callable[[str], None]) -> np.ndarray:
+    """Trust the completion record only where every chunk file of a done block exists;
+    blocks that lost one are recomputed."""
+    from ..data.integrity import scan_store
+
+    lost = [int(c) for c in scan_store(plan.out, read=False, chunks=[int(c) for c in np.flatnonzero(done)]).bad_chunks]
+    if lost:
+        log(f"{plan.out}: member chunks {lost} are marked done but lost chunk files; recomputing them")
+        done = done.copy()
+        done[lost] = False
+    return done
+
+
 def _prepare_store(plan: SimulationPlan, overwrite: bool, log: Callable[[str], None]) -> np.ndarray:
     """Create, reuse or refuse the store at ``plan.out``; returns the completion record."""
     out = plan.out
@@ -313,7 +326,7 @@ def _prepare_store(plan: SimulationPlan, overwrite: bool, log: Callable[[str], N
             done = store.chunks_done(out)
             if existing == plan.config_hash and attrs.get("dynlab_format") == store.STORE_FORMAT \
                     and done is not None and len(done) == plan.n_chunks:
-                return done
+                return _check_done_chunks(plan, done, log)
         log(f"replacing {out}")
         if is_empty_dir:
             out.rmdir()
