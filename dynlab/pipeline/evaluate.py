@@ -156,6 +156,30 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise StoreError(f"{path} is not valid JSON: {err}") from None
 
 
+def _check_compatible(codec: StateCodec | None, ds, store, run_dir: Path) -> None:
+    """The emulator's variables exist in ``ds`` with the shapes it was trained on."""
+    if codec is None:
+        return
+    for f in codec.fields:
+        if f.name not in ds.data_vars:
+            raise ConfigError(f"store={str(store)!r} has no variable {f.name!r}, which the emulator of {run_dir} "
+                              f"predicts (it has {', '.join(sorted(map(str, ds.data_vars)))})")
+        shape = tuple(int(n) for n in ds[f.name].shape[2:])
+        if shape != tuple(f.shape):
+            raise ConfigError(f"variable {f.name!r} has shape {shape} per time in store={str(store)!r}, but the "
+                              f"emulator of {run_dir} was trained on shape {tuple(f.shape)}")
+
+
+def _other_store_members(ds) -> tuple[list[int], list[int]]:
+    """Members of another store: the first half fits the climatology and baselines, the second
+    half is forecast (all of them for both when there are fewer than 4)."""
+    members = [int(m) for m in ds["member"].values]
+    if len(members) < 4:
+        return members, members
+    half = len(members) // 2
+    return members[half:], members[:half]
+
+
 def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None) -> EvaluateResult:
     """Run the ``evaluate`` config (``configs/evaluate.yaml``) on a run directory.
 
@@ -204,13 +228,25 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     learner = (run_cfg.get("learner") or {}).get("name") or getattr(emulator, "learner_name", "emulator")
     if opts.context is None:
         opts = opts.replace(context=int((run_cfg.get("data") or {}).get("context") or 16))
-    out_dir = Path(c.get("out") or run_dir)
-    log(f"evaluating {run_dir} ({learner}) on {len(split['test'])} test members of {store}")
+    test_members, train_members = split["test"], split.get("train") or None
+    extra = {"run": str(run_dir), "store": str(store)}
+    store_hash = ds.attrs.get("dynlab_config_hash")
+    own_hash = info.get("config_hash")
+    other = c.get("store") is not None and own_hash is not None and store_hash != own_hash
+    if other:
+        _check_compatible(codec, ds, store, run_dir)
+        test_members, train_members = _other_store_members(ds)
+        extra.update({"store_hash": store_hash, "trained_on_hash": own_hash,
+                      "note": "another store: climatology, sigma_clim, lambda_1 and the baselines' fits come from "
+                              f"its members {train_members}; forecasts on its members {test_members}"})
+    out_dir = Path(c.get("out") or (run_dir / f"eval-{store_hash}" if other else run_dir))
+    log(f"evaluating {run_dir} ({learner}) on {len(test_members)} test members of {store}"
+        + (f" (another store, config hash {store_hash}; results in {out_dir})" if other else ""))
     try:
         metrics, summ = evaluate_emulators(
-            {learner: emulator}, ds, split["test"], opts, train_members=split.get("train") or None, codec=codec,
-            out_dir=out_dir, device=device, title=f"Evaluation of {run_dir.name} ({learner})",
-            extra={"run": str(run_dir), "store": str(store)}, log=log)
+            {learner: emulator}, ds, test_members, opts, train_members=train_members, codec=codec,
+            out_dir=out_dir, device=device, title=f"Evaluation of {run_dir.name} ({learner})"
+            + (f" on {Path(store).name}" if other else ""), extra=extra, log=log)
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
     paths = {"metrics": out_dir / "metrics.zarr", "summary": out_dir / "summary.json", "report": out_dir / "report.md",
