@@ -110,6 +110,9 @@ class AbstractEmulator(nn.Module, ABC):
 
     #: compile the step loop of :meth:`rollout` with ``torch.compile`` (eager fallback with a warning)
     rollout_compile: bool = False
+    #: keyword arguments of ``torch.compile`` for the step (e.g. ``{"mode": "max-autotune-no-cudagraphs"}``,
+    #: or ``{"backend": "eager"}`` to check the graph capture alone); read when the step is first compiled
+    rollout_compile_options: dict[str, Any] = {}
 
     def rollout(self, context: torch.Tensor, steps: int, forcing: torch.Tensor | None = None, *,
                 compile: bool | None = None) -> torch.Tensor:
@@ -167,9 +170,12 @@ class AbstractEmulator(nn.Module, ABC):
     def compiled_step(self) -> Callable[..., tuple[torch.Tensor, Any]]:
         """:meth:`step` through ``torch.compile`` (made once per emulator and kept).
 
-        The first calls compile (timed: ``compile_seconds`` holds the first call's wall
-        time); if compiling or running the compiled step fails, a warning names the
-        error and this emulator falls back to eager :meth:`step` for good.
+        Options are ``rollout_compile_options``. The first call compiles (the returned
+        callable's ``compile_seconds`` is that call's wall time); if compiling or running
+        the compiled step fails, a warning names the error, ``failed`` holds it, and this
+        emulator runs eager :meth:`step` from then on. With CUDA tensors the compiled step
+        may be captured as a CUDA graph (``{"mode": "reduce-overhead"}``); its outputs are
+        then cloned before they are kept.
         """
         fn = self.__dict__.get("_compiled_step")
         if fn is None:
@@ -185,8 +191,11 @@ class _CompiledStep:
         self.eager = emulator.step
         self.failed: str | None = None
         self.compile_seconds: float | None = None
+        options = dict(emulator.rollout_compile_options)
+        # CUDA graphs reuse their output buffers at the next replay: keep copies
+        self.cudagraphs = options.get("mode") in ("reduce-overhead", "max-autotune")
         try:
-            self.compiled = torch.compile(emulator.step)
+            self.compiled = torch.compile(emulator.step, **options)
         except Exception as err:  # torch.compile unavailable (e.g. unsupported Python)
             self._fail(err)
 
@@ -199,7 +208,11 @@ class _CompiledStep:
         if self.failed is None:
             start = time.perf_counter() if self.compile_seconds is None else None
             try:
-                out = self.compiled(x_t, state, forcing_t)
+                if self.cudagraphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                    out = _clone_tree(self.compiled(x_t, state, forcing_t))
+                else:
+                    out = self.compiled(x_t, state, forcing_t)
             except Exception as err:  # noqa: BLE001 - any compiler failure falls back; eager re-raises real errors
                 self._fail(err)
             else:
@@ -207,3 +220,15 @@ class _CompiledStep:
                     self.compile_seconds = time.perf_counter() - start
                 return out
         return self.eager(x_t, state, forcing_t)
+
+
+def _clone_tree(tree: Any) -> Any:
+    """Copies of the tensors of a pytree of tuples (named tuples too), lists and tensors."""
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, tuple):
+        items = [_clone_tree(t) for t in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+    if isinstance(tree, list):
+        return [_clone_tree(t) for t in tree]
+    return tree
