@@ -141,6 +141,8 @@ class SSMEmulator(AbstractEmulator):
             self.n_sites, self.n_channels = site_index.shape
             self.register_buffer("site_index", site_index.reshape(-1), persistent=False)
             self.register_buffer("site_inverse", torch.argsort(site_index.reshape(-1)), persistent=False)
+            # one variable on (k,): features are already site-major, the gathers are identities
+            self._sites_in_order = bool(torch.equal(site_index.reshape(-1), torch.arange(site_index.numel())))
             self.encoder = _PeriodicConv(self.n_channels, d_model, kernel_size)
             self.decoder = _PeriodicConv(d_model, self.n_channels, kernel_size)
         else:
@@ -185,7 +187,7 @@ class SSMEmulator(AbstractEmulator):
         if self.spatial_encoder is None:
             return self.encoder(z)
         N = z.shape[0]
-        sites = z[:, self.site_index].reshape(N, self.n_sites, self.n_channels)  # (N, K, C)
+        sites = (z if self._sites_in_order else z[:, self.site_index]).reshape(N, self.n_sites, self.n_channels)
         h = self.encoder(sites.transpose(1, 2))  # (N, d_model, K)
         return h.transpose(1, 2).reshape(N * self.n_sites, self.d_model)
 
@@ -196,7 +198,7 @@ class SSMEmulator(AbstractEmulator):
         N = h.shape[0] // self.n_sites
         h = h.reshape(N, self.n_sites, self.d_model).transpose(1, 2)  # (N, d_model, K)
         out = self.decoder(h).transpose(1, 2).reshape(N, self.n_sites * self.n_channels)  # (N, K·C)
-        return out[:, self.site_inverse]
+        return out if self._sites_in_order else out[:, self.site_inverse]
 
     def _increment(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return x + self.increment_normalizer.denormalize(delta.to(x.dtype))

@@ -91,7 +91,9 @@ def clear_step_cache(module: nn.Module) -> None:
 
 
 def _tensor_key(t: Tensor) -> tuple:
-    return (id(t), t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
+    # a new tensor (module.to, a replaced Parameter) is allocated while the old one is
+    # alive, so its address differs; dtype and device are in the key for safety
+    return (t.data_ptr(), t._version, t.dtype, t.device)
 
 
 def _is_compiling() -> bool:
