@@ -1,20 +1,21 @@
 r"""Intra-op threads for step-heavy loops on CPU.
 
 A recurrent rollout is a long chain of small operations (one step of a few thousand
-numbers per call). Splitting such an operation over several threads costs more in
-synchronisation than it saves in arithmetic, and on a busy machine a second thread
-can stall the chain behind another process. :func:`step_threads` therefore runs a
-step loop on ``SMALL_STEP_THREADS`` (= 1) intra-op thread when the loop's work per
-step is below ``SMALL_STEP_ELEMENTS`` numbers, and leaves the thread count alone
-otherwise (large steps, or any non-CPU device).
+to a few million numbers per call). Splitting such an operation over several threads
+costs synchronisation on every call, and on a busy machine a second thread stalls the
+chain behind other processes. :func:`step_threads` runs a step loop on
+``SMALL_STEP_THREADS`` (= 1) intra-op thread when its work per step (numbers in the
+state, :func:`state_numel`) is below ``SMALL_STEP_ELEMENTS`` (10⁸), and leaves the
+thread count alone otherwise (steps larger than any measured, or a non-CPU device).
 
-Measured with ``benchmarks/bench_rollout.py`` (2-core x86_64 VM, torch 2.13,
-float32, S4D and Mamba emulators of the quickstart's size): one thread is faster
-than two for the step loops of every batch measured up to 64 forecasts; at 1024
-forecasts (about 10⁷ state numbers per step) two threads win or tie. The threshold
-sits between the two. The environment variable ``DYNLAB_STEP_THREADS`` overrides
-the choice: a positive integer is used for every step loop, ``0`` leaves the
-thread count untouched.
+Measured with ``benchmarks/bench_rollout.py --sections threads`` (2-core x86_64 VM
+shared with other jobs, load 10–14, torch 2.13, float32, quickstart-sized S4D and
+Mamba emulators, 1 / 64 / 1024 forecasts of 40 sites, state 4·10⁴ to 6·10⁷ numbers):
+two threads took 5.6× / 7.5× / 2.4× (S4D) and 4.9× / 9.9× / 1.9× (Mamba) the wall
+time of one. The threshold sits above the largest state measured; on an idle machine
+with many cores large batches may gain from threads: the environment variable
+``DYNLAB_STEP_THREADS`` overrides the choice (a positive integer is used for every
+step loop, ``0`` leaves the thread count untouched).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import torch
 __all__ = ["step_threads", "SMALL_STEP_THREADS", "SMALL_STEP_ELEMENTS", "state_numel"]
 
 SMALL_STEP_THREADS = 1
-SMALL_STEP_ELEMENTS = 1_000_000  # numbers touched per step below which one thread is used
+SMALL_STEP_ELEMENTS = 100_000_000  # state numbers per step below which one thread is used (measured range)
 _ENV = "DYNLAB_STEP_THREADS"
 
 
