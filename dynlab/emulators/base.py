@@ -12,17 +12,25 @@ states in physical units, with a flat feature axis ``D`` given by a
 * ``rollout(context, steps, forcing=None) -> (B, steps, D)``: warm up on the
   context :math:`x_1 … x_C` and forecast :math:`x_{C+1} … x_{C+steps}`, feeding
   predictions back. ``forcing`` is ``(B, C + steps, F)``, aligned with the inputs.
+  The warm-up is :meth:`AbstractEmulator.warm_up` (recurrent by default; parallel
+  for learners with an exact parallel mode); ``compile=True`` (or the attribute
+  ``rollout_compile``) compiles the step loop.
 
 Learners normalise internally; :class:`Normalizer` keeps the statistics as
 buffers so they travel in checkpoints.
 """
 from __future__ import annotations
 
+import time
+import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from ..threads import state_numel, step_threads
 
 __all__ = ["AbstractEmulator", "Normalizer"]
 
@@ -100,22 +108,127 @@ class AbstractEmulator(nn.Module, ABC):
         elif self.n_forcing:
             raise ValueError(f"this emulator needs forcing with {self.n_forcing} features")
 
-    def rollout(self, context: torch.Tensor, steps: int, forcing: torch.Tensor | None = None) -> torch.Tensor:
-        """Warm up on ``context`` ``(B, C, D)`` and forecast ``steps`` states: ``(B, steps, D)``."""
+    #: compile the step loop of :meth:`rollout` with ``torch.compile`` (eager fallback with a warning)
+    rollout_compile: bool = False
+    #: keyword arguments of ``torch.compile`` for the step (e.g. ``{"mode": "max-autotune-no-cudagraphs"}``,
+    #: or ``{"backend": "eager"}`` to check the graph capture alone); read when the step is first compiled
+    rollout_compile_options: dict[str, Any] = {}
+
+    def rollout(self, context: torch.Tensor, steps: int, forcing: torch.Tensor | None = None, *,
+                compile: bool | None = None) -> torch.Tensor:
+        """Warm up on ``context`` ``(B, C, D)`` and forecast ``steps`` states: ``(B, steps, D)``.
+
+        The warm-up is :meth:`warm_up` (parallel where the learner has an exact parallel
+        mode); then ``steps − 1`` recurrent steps feed predictions back. All forecasts of
+        the batch run in one loop. ``compile`` (default: the attribute
+        ``rollout_compile``) runs the steps through ``torch.compile`` (see
+        :meth:`compiled_step`). On CPU, small steps run on the measured default
+        number of intra-op threads (:func:`dynlab.threads.step_threads`).
+        """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        if context.ndim != 3 or context.shape[1] < 1:
-            raise ValueError(f"context must have shape (B, C >= 1, D), got {tuple(context.shape)}")
+        if not isinstance(context, torch.Tensor) or context.ndim != 3 or context.shape[1] < 1:
+            shape = tuple(context.shape) if isinstance(context, torch.Tensor) else type(context).__name__
+            raise ValueError(f"context must have shape (B, C >= 1, D), got {shape}")
+        if compile is not None and not isinstance(compile, bool):
+            raise ValueError(f"compile must be True, False or None, got {compile!r}")
         B, C, _ = context.shape
         self.check_input(context, "context", forcing, length=C + steps if forcing is not None else None)
+        use_compile = self.rollout_compile if compile is None else compile
+        with self.rollout_scope():
+            y, state = self.warm_up(context, None if forcing is None else forcing[:, :C])
+            step = self.compiled_step() if use_compile else self.step
+            out = [y]
+            with step_threads(state_numel((y, state)), device=context.device):
+                for t in range(C, C + steps - 1):
+                    f_t = forcing[:, t] if forcing is not None else None
+                    y, state = step(y, state, f_t)
+                    out.append(y)
+        return torch.stack(out, dim=1)
+
+    def warm_up(self, context: torch.Tensor, forcing: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Feed the context ``(B, C, D)`` (forcing ``(B, C, F)``): the prediction of
+        :math:`x_{C+1}` ``(B, D)`` and the state after the context.
+
+        Default: ``C`` recurrent steps from :meth:`initial_state`. Learners with an exact
+        parallel mode override it (one teacher-forced pass that returns the final state).
+        """
+        B, C, _ = context.shape
         state = self.initial_state(B, device=context.device, dtype=context.dtype)
         y = None
-        for t in range(C):
-            f_t = forcing[:, t] if forcing is not None else None
-            y, state = self.step(context[:, t], state, f_t)
-        out = [y]
-        for t in range(C, C + steps - 1):
-            f_t = forcing[:, t] if forcing is not None else None
-            y, state = self.step(y, state, f_t)
-            out.append(y)
-        return torch.stack(out, dim=1)
+        with step_threads(state_numel(state) + context[:, 0].numel(), device=context.device):
+            for t in range(C):
+                f_t = forcing[:, t] if forcing is not None else None
+                y, state = self.step(context[:, t], state, f_t)
+        return y, state
+
+    def rollout_scope(self) -> AbstractContextManager:
+        """A context around one rollout (warm-up and steps); learners that memoise
+        per-rollout work (discretisations) return theirs. Default: nothing."""
+        return nullcontext()
+
+    def compiled_step(self) -> Callable[..., tuple[torch.Tensor, Any]]:
+        """:meth:`step` through ``torch.compile`` (made once per emulator and kept).
+
+        Options are ``rollout_compile_options``. The first call compiles (the returned
+        callable's ``compile_seconds`` is that call's wall time); if compiling or running
+        the compiled step fails, a warning names the error, ``failed`` holds it, and this
+        emulator runs eager :meth:`step` from then on. With CUDA tensors the compiled step
+        may be captured as a CUDA graph (``{"mode": "reduce-overhead"}``); its outputs are
+        then cloned before they are kept.
+        """
+        fn = self.__dict__.get("_compiled_step")
+        if fn is None:
+            fn = _CompiledStep(self)
+            self.__dict__["_compiled_step"] = fn
+        return fn
+
+
+class _CompiledStep:
+    """``emulator.step`` compiled with ``torch.compile``, with an eager fallback."""
+
+    def __init__(self, emulator: AbstractEmulator):
+        self.eager = emulator.step
+        self.failed: str | None = None
+        self.compile_seconds: float | None = None
+        options = dict(emulator.rollout_compile_options)
+        # CUDA graphs reuse their output buffers at the next replay: keep copies
+        self.cudagraphs = options.get("mode") in ("reduce-overhead", "max-autotune")
+        try:
+            self.compiled = torch.compile(emulator.step, **options)
+        except Exception as err:  # torch.compile unavailable (e.g. unsupported Python)
+            self._fail(err)
+
+    def _fail(self, err: Exception) -> None:
+        self.failed = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+        warnings.warn(f"torch.compile of the rollout step failed ({self.failed}); running the steps eagerly",
+                      RuntimeWarning, stacklevel=3)
+
+    def __call__(self, x_t, state, forcing_t=None):
+        if self.failed is None:
+            start = time.perf_counter() if self.compile_seconds is None else None
+            try:
+                if self.cudagraphs:
+                    torch.compiler.cudagraph_mark_step_begin()
+                    out = _clone_tree(self.compiled(x_t, state, forcing_t))
+                else:
+                    out = self.compiled(x_t, state, forcing_t)
+            except Exception as err:  # noqa: BLE001 - any compiler failure falls back; eager re-raises real errors
+                self._fail(err)
+            else:
+                if start is not None:
+                    self.compile_seconds = time.perf_counter() - start
+                return out
+        return self.eager(x_t, state, forcing_t)
+
+
+def _clone_tree(tree: Any) -> Any:
+    """Copies of the tensors of a pytree of tuples (named tuples too), lists and tensors."""
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, tuple):
+        items = [_clone_tree(t) for t in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+    if isinstance(tree, list):
+        return [_clone_tree(t) for t in tree]
+    return tree

@@ -141,6 +141,8 @@ class SSMEmulator(AbstractEmulator):
             self.n_sites, self.n_channels = site_index.shape
             self.register_buffer("site_index", site_index.reshape(-1), persistent=False)
             self.register_buffer("site_inverse", torch.argsort(site_index.reshape(-1)), persistent=False)
+            # one variable on (k,): features are already site-major, the gathers are identities
+            self._sites_in_order = bool(torch.equal(site_index.reshape(-1), torch.arange(site_index.numel())))
             self.encoder = _PeriodicConv(self.n_channels, d_model, kernel_size)
             self.decoder = _PeriodicConv(d_model, self.n_channels, kernel_size)
         else:
@@ -185,7 +187,7 @@ class SSMEmulator(AbstractEmulator):
         if self.spatial_encoder is None:
             return self.encoder(z)
         N = z.shape[0]
-        sites = z[:, self.site_index].reshape(N, self.n_sites, self.n_channels)  # (N, K, C)
+        sites = (z if self._sites_in_order else z[:, self.site_index]).reshape(N, self.n_sites, self.n_channels)
         h = self.encoder(sites.transpose(1, 2))  # (N, d_model, K)
         return h.transpose(1, 2).reshape(N * self.n_sites, self.d_model)
 
@@ -196,22 +198,49 @@ class SSMEmulator(AbstractEmulator):
         N = h.shape[0] // self.n_sites
         h = h.reshape(N, self.n_sites, self.d_model).transpose(1, 2)  # (N, d_model, K)
         out = self.decoder(h).transpose(1, 2).reshape(N, self.n_sites * self.n_channels)  # (N, K·C)
-        return out[:, self.site_inverse]
+        return out if self._sites_in_order else out[:, self.site_inverse]
 
     def _increment(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return x + self.increment_normalizer.denormalize(delta.to(x.dtype))
 
     # -- contract -------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, "x", forcing)
+    def _parallel(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Backbone's parallel mode on ``x`` ``(B, L, D)``: outputs ``(B·K, L, d)`` and the final state."""
         B, L, D = x.shape
         z = self.normalizer.normalize(x).to(self._param_dtype())
         h = self._encode(z.reshape(B * L, D))  # (B·L·K, d)
         h = h.reshape(B, L, self.n_sites, self.d_model).transpose(1, 2).reshape(B * self.n_sites, L, self.d_model)
-        h, _ = self.backbone(h)  # (B·K, L, d)
+        return self.backbone(h)  # (B·K, L, d), state
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        B, L, D = x.shape
+        h, _ = self._parallel(x)  # (B·K, L, d)
         h = h.reshape(B, self.n_sites, L, self.d_model).transpose(1, 2).reshape(B * L * self.n_sites, self.d_model)
         delta = self._decode(h).reshape(B, L, D)
         return self._increment(x, delta)
+
+    #: warm rollouts up with the backbone's parallel mode (exact final state); False: step the context
+    parallel_warmup: bool = True
+
+    def warm_up(self, context: torch.Tensor, forcing: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """One teacher-forced pass over the context ``(B, C, D)``: the prediction of
+        :math:`x_{C+1}` ``(B, D)`` and the backbone's exact state after the context
+        (the S4D convolution's and the selective scan's final states), the same as
+        stepping the context to rounding. ``parallel_warmup = False`` steps it instead."""
+        if forcing is not None:
+            raise ValueError("SSMEmulator takes no forcing, got a forcing tensor")
+        if not self.parallel_warmup:
+            return super().warm_up(context, forcing)
+        self.check_input(context, "context")
+        h, state = self._parallel(context)  # (B·K, C, d)
+        return self._increment(context[:, -1], self._decode(h[:, -1])), state
+
+    def rollout_scope(self):
+        """Discretise once per rollout: the SSM layers' step tensors are shared by all steps."""
+        from ..models.ssm.step_cache import step_cache_scope
+
+        return step_cache_scope()
 
     def initial_state(self, batch: int, device=None, dtype=None) -> Any:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:

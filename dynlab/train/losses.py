@@ -67,7 +67,12 @@ def rollout_step_losses(emulator, x: torch.Tensor, context: int, horizon: int,
                         reduce_batch: bool = True) -> torch.Tensor:
     """Per-step losses ``(H,)`` of a free rollout from ``x[:, :context]`` (``(B, H)`` if not reduced).
 
-    :math:`L_h` compares :math:`\\hat x_{C+h}` with ``x[:, C+h]``, h < H.
+    :math:`L_h` compares :math:`\\hat x_{C+h}` with ``x[:, C+h]``, h < H. The rollout is
+    :meth:`~dynlab.emulators.base.AbstractEmulator.rollout`: the context goes through the
+    learner's parallel mode where it has one (SSM emulators: one teacher-forced pass that
+    returns the exact final state; gradients flow through it), the discretisations are
+    shared by all steps of the rollout, and small steps run on the measured default number
+    of CPU threads (:func:`dynlab.threads.step_threads`).
     """
     if context < 1 or horizon < 1 or context + horizon > x.shape[1]:
         raise ConfigError(f"context + horizon = {context} + {horizon} does not fit windows of {x.shape[1]} steps")

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .selective_scan import BACKENDS, DEFAULT_CHUNK_SIZE, selective_scan
+from .step_cache import cached, clear_step_cache
 
 __all__ = ["MambaBlock", "MambaState"]
 
@@ -197,21 +198,38 @@ class MambaBlock(nn.Module):
         self._check_input(x_t, 2, "x_t", "(B, d_model)")
         state = self._check_state(state, x_t.shape[0])
         xs, z = self.in_proj(x_t).chunk(2, dim=-1)  # (B, D_in)
+        acc = state.ssm.dtype
+        conv_weight, A, dt_bias, D = self.step_tensors(acc)
         window = torch.cat([state.conv.to(xs.dtype), xs[:, None]], dim=1)  # (B, d_conv, D_in)
         # conv1d is a cross-correlation: output = Σ_k w[:, 0, k] · window[k], oldest first
-        conv = torch.einsum("bkd,dk->bd", window, self.conv1d.weight[:, 0, :])
+        conv = torch.einsum("bkd,dk->bd", window, conv_weight)
         if self.conv1d.bias is not None:
             conv = conv + self.conv1d.bias
         xs = F.silu(conv)
         delta, B, C = self._ssm_inputs(xs)
-        acc = state.ssm.dtype
-        dt = F.softplus(delta.to(acc) + self.dt_proj.bias.to(acc))  # (B, D_in)
+        dt = F.softplus(delta.to(acc) + dt_bias)  # (B, D_in)
         xs_acc = xs.to(acc)
-        h = torch.exp(dt[..., None] * self.A.to(acc)) * state.ssm \
+        h = torch.exp(dt[..., None] * A) * state.ssm \
             + (dt * xs_acc)[..., None] * B.to(acc)[:, None, :]  # (B, D_in, N)
-        y = torch.einsum("bdn,bn->bd", h, C.to(acc)) + self.D.to(acc) * xs_acc
+        y = torch.einsum("bdn,bn->bd", h, C.to(acc)) + D * xs_acc
         y = (y * F.silu(z.to(acc))).to(xs.dtype)
         return self.out_proj(y), MambaState(window[:, 1:], h)
+
+    def step_tensors(self, acc: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The input-independent tensors of :meth:`step`: conv weight (D_in, d_conv) and,
+        in the accumulation dtype ``acc``, A = −exp(A_log) (D_in, N), b_Δ (D_in,) and D (D_in,).
+
+        Memoised by :func:`~dynlab.models.ssm.step_cache.cached` (once per parameter
+        version; once per rollout scope under autograd).
+        """
+        def compute() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            return (self.conv1d.weight[:, 0, :], self.A.to(acc), self.dt_proj.bias.to(acc), self.D.to(acc))
+
+        return cached(self, "step", acc, (self.conv1d.weight, self.A_log, self.dt_proj.bias, self.D), compute)
+
+    def train(self, mode: bool = True) -> "MambaBlock":
+        clear_step_cache(self)
+        return super().train(mode)
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, d_state={self.d_state}, d_conv={self.d_conv}, "

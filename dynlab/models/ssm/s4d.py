@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .hippo import hippo_nplr
+from .step_cache import cached, clear_step_cache
 
 __all__ = ["S4D", "S4DBlock", "INITS", "DISCRETIZATIONS", "REAL_PARAMS"]
 
@@ -285,10 +286,35 @@ class S4D(nn.Module):
                 raise ValueError(f"dt must be > 0, got {rate}")
         else:
             _check_positive(rate, "dt")
-        A_bar, B_bar, _ = self.discretize(rate)
-        state = A_bar * state + B_bar * u_t[..., None]
-        y = 2 * torch.einsum("hn,bhn->bh", torch.view_as_complex(self.C), state).real + self.D * u_t
+        A_bar, B_bar, C = self.step_tensors(rate)
+        decayed = A_bar * state
+        if decayed.dtype == B_bar.dtype and u_t.dtype == decayed.real.dtype:
+            # one pass fewer over the state than A x + B u (steps of large batches are memory-bound)
+            state = decayed.addcmul_(B_bar, u_t[..., None].to(decayed.dtype))
+        else:  # mixed precisions: let type promotion widen the state
+            state = decayed + B_bar * u_t[..., None]
+        y = 2 * torch.einsum("hn,bhn->bh", C, state).real + self.D * u_t
         return y, state
+
+    def step_tensors(self, rate: float | Tensor = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+        """(Ā, B̄, C) of :meth:`step` for step Δ·rate, C complex (H, N/2).
+
+        Memoised by :func:`~dynlab.models.ssm.step_cache.cached` for scalar rates:
+        computed once per parameter version and rate (and once per rollout scope under
+        autograd); a (B,) tensor rate is discretised at every call.
+        """
+        def compute() -> tuple[Tensor, Tensor, Tensor]:
+            A_bar, B_bar, _ = self.discretize(rate)
+            return A_bar, B_bar, torch.view_as_complex(self.C)
+
+        if isinstance(rate, Tensor):
+            return compute()
+        return cached(self, "step", float(rate), (self.log_dt, self.A_real_weight, self.A_imag, self.C, self.B),
+                      compute)
+
+    def train(self, mode: bool = True) -> "S4D":
+        clear_step_cache(self)
+        return super().train(mode)
 
     def _check_input(self, x: Tensor, dims: int, name: str, layout: str) -> None:
         if not isinstance(x, Tensor) or x.dim() != dims or x.shape[-1] != self.d_model:
@@ -326,7 +352,10 @@ class S4DBlock(nn.Module):
         self.output = nn.Linear(d_model, 2 * d_model, dtype=self.ssm.C.dtype, device=self.ssm.C.device)
 
     def _pointwise(self, y: Tensor) -> Tensor:
-        return F.glu(self.output(self.dropout(self.activation(y))), dim=-1)
+        y = self.activation(y)
+        if self.training and self.dropout.p > 0:  # identity otherwise: skip the call (steps are overhead-bound)
+            y = self.dropout(y)
+        return F.glu(self.output(y), dim=-1)
 
     def default_state(self, batch: int, device=None, dtype=None) -> Tensor:
         return self.ssm.default_state(batch, device=device, dtype=dtype)
