@@ -242,7 +242,8 @@ def stochastic_rollouts(emulator, truth: MayTruth, c_series, *, members: int = 3
     finally:
         emulator.train(was_training)
     return xr.DataArray(np.stack([paths["truth"], paths["emulator"]]), dims=("source", "member", "time"),
-                        coords={"source": ["truth", "emulator"], "time": np.arange(c.numel()) * truth.save_interval},
+                        coords={"source": np.array(["truth", "emulator"], dtype=object),
+                                "time": np.arange(c.numel()) * truth.save_interval},
                         name="x")
 
 

@@ -28,6 +28,7 @@ Writes into ``out`` (created by dynlab, marked by ``.dynlab-run``):
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -215,12 +216,15 @@ def ews(cfg) -> EWSResult:
     data["stop_time"] = (("ensemble", "member"), np.stack([stop_r, stop_c]))
     metrics = ["auc", "auc_low", "auc_high", "detection", "detection_low", "detection_high"]
     data["table"] = (("statistic", "metric"), np.array([[main[n][k] for k in metrics] for n in names]))
-    ds = xr.Dataset(data, coords=dict(ensemble=["ramped", "control"], member=np.arange(conf.members),
-                                      statistic=names, metric=metrics))
+    text = lambda values: np.array(values, dtype=object)  # noqa: E731  (Zarr v3 variable-length strings)
+    ds = xr.Dataset(data, coords=dict(ensemble=text(["ramped", "control"]), member=np.arange(conf.members),
+                                      statistic=text(names), metric=text(metrics)))
     ds.attrs["summary"] = json.dumps(summary, default=float)
     ds.attrs["config"] = json.dumps(raw if raw is not None else {}, default=str)
     store = out / "results.zarr"
-    ds.to_zarr(store, mode="w", consolidated=True)
+    with warnings.catch_warnings():  # zarr: consolidated metadata is an extension of format 3
+        warnings.simplefilter("ignore")
+        ds.to_zarr(store, mode="w", zarr_format=3, consolidated=True)
     paths = {"results": store}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     paths["summary"] = out / "summary.json"

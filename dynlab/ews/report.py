@@ -98,6 +98,8 @@ def _table_md(table: dict[str, dict], alpha: float, first: str) -> list[str]:
 def write_report(out: Path, conf, summary: dict[str, Any], model, paths: dict[str, Path]) -> Path:
     t, a, s = conf.time, conf.analysis, summary
     sysp = ", ".join(f"{k}={v}" for k, v in conf.system.items() if k != "name")
+    tr = s["transitions"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
     lines = [f"# Early-warning error rates: {conf.name}", "",
              "## Protocol", "",
              f"- Model: `{conf.system.get('name')}` ({model.description}); parameters {sysp}.",
@@ -121,8 +123,9 @@ def write_report(out: Path, conf, summary: dict[str, Any], model, paths: dict[st
              "dynlab.eval.stats.bootstrap), paired over members.", "",
              "## Transitions", "",
              f"- Ramped runs that tipped: {s['transitions']['ramped']} of {conf.members} (median time "
-             f"{s['transitions']['ramped_median_time']}; median time from transition to the fold: "
-             f"{s['transitions']['ramped_median_lead_to_fold']}). Control runs that collapsed by chance: "
+             f"{fmt(tr['ramped_median_time'])}; median lead of the transition before the driver reaches the fold: "
+             f"{fmt(tr['ramped_median_lead_to_fold'])}, negative when runs tip after it). Control runs that "
+             "collapsed by chance: "
              f"{s['transitions']['control']}.",
              f"- Analysed: {s['analysed']['ramped']} ramped and {s['analysed']['control']} control series "
              f"(median {s['analysed']['median_points']:g} points).", "",
@@ -161,7 +164,7 @@ def write_report(out: Path, conf, summary: dict[str, Any], model, paths: dict[st
     lr = s["table"].get("lr", {}).get("detection", float("nan"))
     lines += ["", "## Comparison with Boettiger & Hastings (2012)", "",
               f"They report, at 5 % false alarms, 25 % detection for variance-τ against 61 % for the likelihood "
-              f"ratio. Here: variance-τ {var:.0%}, likelihood ratio {lr:.0%}. The numbers differ in protocol: "
+              f"ratio. Here: variance-τ {var:.1%}, likelihood ratio {lr:.1%}. The numbers differ in protocol: "
               "their positives and negatives were simulated from the fitted LSN and OU models themselves "
               "(so the LR test is the exact model), ours from a different, nonlinear model with a ramped driver; "
               "the series length before the transition, the noise level, the ramp speed and the lead before the "
