@@ -19,6 +19,7 @@ commands:
   evaluate   test a trained emulator against the reference physics (configs/evaluate.yaml)
   run        simulate, train and evaluate one experiment (configs/run.yaml)
   verify     check a store's chunks; repair=true recomputes damaged or missing ones
+  ews        early-warning statistics and their error rates (configs/ews.yaml; preset=may_tipping|allee_prosecutor)
 
 Overrides use hydra's grammar, for example:
   dynlab simulate system=lorenz96 system.K=40 system.F=8 ensemble.members=256 \\
@@ -59,6 +60,12 @@ def _verify(cfg) -> None:
     return 1 if result.problems and not result.repaired else 0
 
 
+def _ews(cfg) -> None:
+    from .ews.pipeline import ews
+
+    print(ews(cfg).out_dir)
+
+
 def _run(cfg) -> None:
     from .pipeline.run import run
 
@@ -72,6 +79,7 @@ COMMANDS: dict[str, tuple[str, Callable]] = {
     "evaluate": ("evaluate", _evaluate),
     "run": ("run", _run),
     "verify": ("verify", _verify),
+    "ews": ("ews", _ews),
 }
 
 
@@ -96,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     multirun = any(a in ("-m", "--multirun") for a in rest)
     overrides = [a for a in rest if a not in ("--cfg", "-m", "--multirun")]
     config_name, func = COMMANDS[command]
+    if command == "ews":  # `preset=NAME` is the config group ews_preset
+        overrides = ["ews_preset=" + a.split("=", 1)[1] if a.startswith("preset=") else a for a in overrides]
     try:
         from omegaconf import OmegaConf
 

@@ -156,10 +156,11 @@ class RunSchema(RunOnlySchema):
     evaluate: EvaluateSchema = option(EvaluateSchema(), "")
 
 
+from .ews.config import EWSConfig  # noqa: E402
 from .pipeline.verify import VerifySchema  # noqa: E402
 
 COMMAND_SCHEMAS: dict[str, type] = {"simulate": SimulateSchema, "train": TrainSchema, "evaluate": EvaluateSchema,
-                                    "run": RunSchema, "verify": VerifySchema}
+                                    "run": RunSchema, "verify": VerifySchema, "ews": EWSConfig}
 
 # keys a command's YAML or groups fill (not generated into the defaults node)
 _GROUP_KEYS = {"system", "integrator", "parallel", "learner", "loss"}
@@ -176,7 +177,7 @@ def register_schemas() -> None:
     from .emulators.registry import LEARNERS
 
     cs = ConfigStore.instance()
-    for name in ("simulate", "train", "evaluate", "verify"):
+    for name in ("simulate", "train", "evaluate", "verify", "ews"):
         cs.store(name=f"_schema_{name}", node=_defaults_node(COMMAND_SCHEMAS[name], _GROUP_KEYS))
     cs.store(name="_schema_run", node=defaults(RunOnlySchema))
     for name, spec in LEARNERS.items():

@@ -1,26 +1,18 @@
 """Schema of ``configs/ews.yaml`` (``dynlab ews``): dataclasses whose fields carry ``help`` and bounds.
 
-``EWSConfig.from_cfg(cfg)`` checks a composed config against it (unknown keys,
-bounds, choices) and raises :class:`~dynlab.errors.ConfigError` naming the key.
+``EWSConfig.from_cfg(cfg)`` checks a composed config against it with the shared schema
+checker (:mod:`dynlab.schema`: unknown keys, types, bounds, choices) and raises
+:class:`~dynlab.errors.ConfigError` naming the key.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..errors import ConfigError
+from ..schema import check, option
 
 __all__ = ["EWSConfig", "TimeConfig", "AnalysisConfig", "ReportConfig"]
-
-
-def option(default, help: str, **bounds):
-    meta = {"help": help, **bounds}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    if dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: dataclasses.replace(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -77,42 +69,8 @@ class EWSConfig:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> "EWSConfig":
-        return _build(cls, dict(cfg), "")
-
-
-def _check(path: str, f: dataclasses.Field, value: Any) -> None:
-    meta = f.metadata
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{path} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    for key, ok, word in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
-                          ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
-        if key in meta:
-            if not numeric or not ok(value, meta[key]):
-                raise ConfigError(f"{path} must be a number {word} {meta[key]}, got {value!r}")
-
-
-def _build(cls, values: dict, prefix: str):
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(prefix + u for u in unknown)}; known: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in values:
-            continue
-        value = values[name]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{prefix}{name} must be a mapping, got {value!r}")
-            value = _build(type(default), dict(value), f"{prefix}{name}.")
-        else:
-            if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float) \
-                    and value.is_integer():
-                value = int(value)
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            _check(prefix + name, f, value)
-        kwargs[name] = value
-    return cls(**kwargs)
+        """Check ``cfg`` against the schema (:func:`dynlab.schema.check`; one-line
+        :class:`~dynlab.errors.ConfigError` naming the key) and build the config."""
+        checked = check(dict(cfg), cls)
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: hints[k](**v) if k in ("time", "analysis", "report") else v for k, v in checked.items()})
