@@ -180,6 +180,43 @@ def _other_store_members(ds) -> tuple[list[int], list[int]]:
     return members[half:], members[:half]
 
 
+def _tipping_checks(emulator, ds, codec, out_dir: Path, summ: dict[str, Any], opts: EvalOptions,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    """On a ramped May-model run: the emulator's recovery rate against the truth's as c advances,
+    and its stochastic rollouts' early-warning indicators beside the truth's (dynlab.ews.emulator).
+    Writes ``ews_emulator.zarr`` and ``figures/ews_emulator.png``, adds a report section and the
+    summary's ``ews_*`` numbers."""
+    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+    try:
+        system = ds.dynlab.system
+    except Exception:  # a store whose system cannot be rebuilt: nothing to compare with
+        return summ
+    if system.name != "may_grazing" or codec is None or codec.n_features != 1 or not system.params.c_rate:
+        return summ
+    from ..ews.emulator import MayTruth, emulator_ews, emulator_ews_summary, plot_emulator_ews
+
+    log("early-warning checks on the emulator: recovery rate and critical slowing down along the ramp of c")
+    truth = MayTruth.from_dataset(ds)
+    res = emulator_ews(emulator, truth, c0=system.params.c, c_rate=system.params.c_rate,
+                       t_end=float(ds["time"][-1]), members=32, seed=opts.seed)
+    res.to_zarr(out_dir / "ews_emulator.zarr", mode="w", consolidated=False)
+    numbers = emulator_ews_summary(res)
+    summ = {**summ, **numbers}
+    (out_dir / "summary.json").write_text(json.dumps(summ, indent=1, default=float) + "\n")
+    if opts.plots:
+        (out_dir / "figures").mkdir(exist_ok=True)
+        plot_emulator_ews(res, out_dir / "figures" / "ews_emulator.png")
+    lines = ["", "## Early warning on the emulator (ramped May model)", "",
+             "One-step Jacobian eigenvalue at the upper branch x*(c) against the truth's (1 + Δt f′(x*))ⁿ, "
+             "and indicators of 32 stochastic rollouts (emulator step + the truth's noise) beside the truth's "
+             "(`ews_emulator.zarr`).", "", "| quantity | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4g} |" for k, v in numbers.items()]
+    with open(out_dir / "report.md", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return summ
+
+
 def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None) -> EvaluateResult:
     """Run the ``evaluate`` config (``configs/evaluate.yaml``) on a run directory.
 
@@ -249,6 +286,7 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
             + (f" on {Path(store).name}" if other else ""), extra=extra, log=log)
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
+    summ = _tipping_checks(emulator, ds, codec, out_dir, summ, opts, log)
     paths = {"metrics": out_dir / "metrics.zarr", "summary": out_dir / "summary.json", "report": out_dir / "report.md",
              **{f"figure_{p.stem}": p for p in sorted((out_dir / "figures").glob("*.png"))}}
     best = summ["ranking"][0] if summ.get("ranking") else learner
