@@ -19,7 +19,8 @@ def test_error_growth_notebook_runs(tmp_path, monkeypatch):
     for figure in ("error_growth.png", "vpt.png"):
         assert (tmp_path / figure).stat().st_size > 1000
     assert (tmp_path / "evaluation" / "report.md").exists()
-    assert env["learners"] == ["coarse reference", "hippo", "persistence", "linear"]
+    assert env["learners"][:3] == ["coarse reference", "hippo", "persistence"]
+    assert {"linear", "damped_persistence", "climatology"} <= set(env["learners"])  # the default baselines
     table = env["table"]
     # a small systematic error (RMS at lead 1 far below the baselines') keeps the forecast valid longest
     rmse1 = env["metrics"]["rmse"].isel(lead=0)
