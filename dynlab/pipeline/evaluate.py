@@ -280,10 +280,11 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     log(f"evaluating {run_dir} ({learner}) on {len(test_members)} test members of {store}"
         + (f" (another store, config hash {store_hash}; results in {out_dir})" if other else ""))
     try:
-        metrics, summ = evaluate_emulators(
-            {learner: emulator}, ds, test_members, opts, train_members=train_members, codec=codec,
-            out_dir=out_dir, device=device, title=f"Evaluation of {run_dir.name} ({learner})"
-            + (f" on {Path(store).name}" if other else ""), extra=extra, log=log)
+        with np.errstate(over="ignore", invalid="ignore"):  # a blown-up baseline overflows: scored as such
+            metrics, summ = evaluate_emulators(
+                {learner: emulator}, ds, test_members, opts, train_members=train_members, codec=codec,
+                out_dir=out_dir, device=device, title=f"Evaluation of {run_dir.name} ({learner})"
+                + (f" on {Path(store).name}" if other else ""), extra=extra, log=log)
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
     summ = _tipping_checks(emulator, ds, codec, out_dir, summ, opts, log)

@@ -287,7 +287,7 @@ def _rollout(cfg: Mapping[str, Any], context: int, require_causal: bool = False)
     causal = None
     if causal_cfg:
         causal_cfg = dict(causal_cfg)
-        _check_keys(causal_cfg, {"eps", "tol", "max_stage_steps"}, "loss.causal")
+        _check_keys(causal_cfg, {"eps", "tol", "max_stage_steps", "eps_scale"}, "loss.causal")
         if "eps" not in causal_cfg:
             raise ConfigError("loss.causal needs eps, the increasing list of causality parameters")
         causal = CausalWeighting(None, **causal_cfg)
