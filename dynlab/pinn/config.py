@@ -134,6 +134,7 @@ class PinnConfig:
     resample: bool = option(True, "draw new collocation points every step (else one fixed set per window)")
     warm_start: bool = option(True, "start each window from the previous window's weights")
     lr: float = option(1.0e-3, "Adam learning rate", gt=0)
+    lbfgs_steps: int = option(0, "L-BFGS iterations after Adam in each window, on a fixed point set (0: off)", ge=0)
     lr_decay: bool = option(True, "exponential learning-rate decay")
     decay_rate: float = option(0.9, "lr factor per decay_steps", gt=0, le=1)
     decay_steps: int = option(500, "steps per decay_rate factor", ge=1)
@@ -143,6 +144,8 @@ class PinnConfig:
     seed: int = option(0, "seed of the network initialisation and collocation points", ge=0)
     t_end: float | None = option(None, "end of the PINN's time domain (null: time.t_end)", gt=0)
     initial_state: list[float] | None = option(None, "ODE initial state (null: the system's member 0 after spin-up)")
+    max_seconds: float | None = option(None, "wall-clock budget of the whole training, split evenly over the windows "
+                                       "(null: none)", gt=0)
     log_every: int = option(100, "steps between metrics.jsonl lines", ge=1)
     eval_every: int = option(0, "steps between relative-L2 checks against the reference (0: at window ends)",
                              ge=0)

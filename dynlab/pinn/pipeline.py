@@ -109,7 +109,7 @@ def run_pinn(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] 
     def emit(record: dict[str, Any]) -> None:
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
-        if "event" in record:
+        if record.get("event") == "window_end":
             say(f"window {record['window']} done at t={record['t']:g} after {record['steps']} steps "
                 f"({record['seconds']:.1f} s)" + (f", rel L2 so far {record['rel_l2_so_far']:.3g}"
                                                   if "rel_l2_so_far" in record else ""))

@@ -245,7 +245,11 @@ def _train_window(model: PinnNetwork, problem: PinnProblem, cfg: PinnConfig, a: 
     ic_gen = torch.Generator().manual_seed(cfg.seed * 1000 + window + 7919)
     lam = {"ic": 1.0, "res": 1.0}
     steps = 0
+    started = time.perf_counter()
+    budget = None if cfg.max_seconds is None else cfg.max_seconds / cfg.windows
     for step in range(cfg.steps):
+        if budget is not None and time.perf_counter() - started > budget:
+            break
         tau, x = fixed if fixed is not None else sampler.draw()
         r = residual_values(model, problem, tau, x, a, b)
         chunk = chunk_losses(r, sampler.chunks)
@@ -270,16 +274,43 @@ def _train_window(model: PinnNetwork, problem: PinnProblem, cfg: PinnConfig, a: 
         done = causal is not None and cfg.causal.stop_rule and causal.exhausted
         if step % cfg.log_every == 0 or done or step == cfg.steps - 1:
             rec = {"step": step_offset + steps, "window": window, "loss": float(loss.detach()),
-                   "residual_loss": float(chunk.mean()), "lr": opt.param_groups[0]["lr"]}
+                   "residual_loss": float(chunk.detach().mean()), "lr": opt.param_groups[0]["lr"]}
             if "ic" in terms:
-                rec.update(ic_loss=float(terms["ic"]), lambda_ic=lam["ic"], lambda_res=lam["res"])
+                rec.update(ic_loss=float(terms["ic"].detach()), lambda_ic=lam["ic"], lambda_res=lam["res"])
             if causal is not None:
                 rec.update(eps=causal.epsilon, min_weight=float(causal.last_weights.min()), stage=causal.stage,
                            stage_ended=bool(ended))
             emit(rec)
         if done:
             break
+    if cfg.lbfgs_steps:
+        steps += _lbfgs_polish(model, problem, cfg, sampler, causal, a, b, window, emit, step_offset + steps)
     return steps
+
+
+def _lbfgs_polish(model, problem, cfg, sampler, causal, a, b, window, emit, step_offset) -> int:
+    """L-BFGS (strong Wolfe line search) on one fixed collocation set, after Adam; the causal
+    weights (current ε) are recomputed at every evaluation. Returns the iterations done."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=cfg.lbfgs_steps, history_size=50,
+                            tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    tau, x = sampler.draw()
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        chunk = chunk_losses(residual_values(model, problem, tau, x, a, b), sampler.chunks)
+        loss = causal.weighted(chunk) if causal is not None else chunk.mean()
+        if not cfg.exact_ic:
+            loss = loss + _ic_loss(model, problem, cfg, tau.dtype, tau.device, torch.Generator().manual_seed(1))
+        loss.backward()
+        return loss
+
+    start_loss = float(opt.step(closure).detach())
+    loss = closure()
+    iters = int(opt.state[opt._params[0]].get("n_iter", cfg.lbfgs_steps))
+    emit({"step": step_offset + iters, "window": window, "loss": float(loss.detach()), "loss_before": start_loss,
+          "optimiser": "lbfgs"})
+    return iters
 
 
 def _ic_loss(model: PinnNetwork, problem: PinnProblem, cfg: PinnConfig, dtype, device, gen) -> torch.Tensor:
