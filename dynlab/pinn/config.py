@@ -144,12 +144,9 @@ class PinnConfig:
     seed: int = option(0, "seed of the network initialisation and collocation points", ge=0)
     t_end: float | None = option(None, "end of the PINN's time domain (null: time.t_end)", gt=0)
     initial_state: list[float] | None = option(None, "ODE initial state (null: the system's member 0 after spin-up)")
-    max_seconds: float | None = option(None, "wall-clock budget of the whole training, split evenly over the windows "
+    max_seconds: float | None = option(None, "wall-clock budget of the Adam phase, split evenly over the windows "
                                        "(null: none)", gt=0)
     log_every: int = option(100, "steps between metrics.jsonl lines", ge=1)
-    eval_every: int = option(0, "steps between relative-L2 checks against the reference (0: at window ends)",
-                             ge=0)
-    eval_points: int = option(0, "x points of the evaluation grid (0: the reference grid)", ge=0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "PinnConfig":

@@ -78,7 +78,7 @@ def build_problem(system, ref: Reference, t_end: float) -> PinnProblem:
     return PinnProblem(residual, 0.0, t_end, ref.initial, int(system.state_shape[0]))
 
 
-def predict(solution: PinnSolution, ref: Reference, eval_points: int = 0) -> torch.Tensor:
+def predict(solution: PinnSolution, ref: Reference) -> torch.Tensor:
     """The PINN on the reference grid."""
     return solution.predict(ref.times, ref.x)
 

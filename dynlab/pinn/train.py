@@ -183,7 +183,7 @@ def _grad_norm(loss: torch.Tensor, params: list[torch.Tensor]) -> float:
 def train_pinn(problem: PinnProblem, cfg: PinnConfig, *, log: Callable[[dict[str, Any]], None] | None = None,
                evaluate: Callable[[PinnSolution], float] | None = None) -> PinnSolution:
     """Train the windows of ``problem`` under ``cfg``; ``log(record)`` gets the metrics lines,
-    ``evaluate(solution) -> rel L2`` (optional) is called at window ends (and every ``eval_every``)."""
+    ``evaluate(solution) -> rel L2`` (optional) is called at window ends."""
     dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
     device = torch.device(cfg.device)
     edges = [problem.t0 + (problem.t1 - problem.t0) * j / cfg.windows for j in range(cfg.windows + 1)]
