@@ -78,8 +78,11 @@ class PinnSolution:
     @torch.no_grad()
     def predict(self, t: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """``u`` on the grid ``t (T,) × x (X,)``: ``(T, X)`` (PDE) or ``(T, D)`` (ODE), float64."""
-        model0 = self.models[0]
-        p = next(model0.parameters())
+        with no_tf32():
+            return self._predict(t, x)
+
+    def _predict(self, t: torch.Tensor, x: torch.Tensor | None) -> torch.Tensor:
+        p = next(self.models[0].parameters())
         out = []
         for ti in t.tolist():
             j = max(0, min(len(self.models) - 1, _window_index(self.edges, ti)))
