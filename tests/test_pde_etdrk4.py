@@ -85,7 +85,6 @@ def test_ac_free_energy_decreases_and_benchmark_bounds():
 
 def _fd_allen_cahn(d, a, x0, t_end):
     """Independent reference: 4th-order periodic finite differences + scipy Radau (method of lines)."""
-    import numpy as np
     import scipy.sparse as sp
     from scipy.integrate import solve_ivp
 
