@@ -21,6 +21,7 @@ from . import climate  # noqa: F401
 from . import tipping  # noqa: F401
 from . import hamiltonian  # noqa: F401
 from . import jump  # noqa: F401
+from . import pde  # noqa: F401
 
 __all__ = [
     "SYSTEMS", "INTEGRATORS", "AbstractSystem", "AbstractIntegrator", "AbstractFixedStepIntegrator",

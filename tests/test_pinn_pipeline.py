@@ -65,3 +65,14 @@ def test_run_pinn_refuses_foreign_folders_and_configs_without_pinn(tmp_path):
         run_pinn(compose("run", [f"run_dir={tmp_path / 'x'}"]), log=lambda msg: None)
     with pytest.raises(ConfigError, match="pinn.steps"):
         run_pinn(_cfg("pinn_lorenz63", tmp_path / "y", "pinn.steps=0"), log=lambda msg: None)
+
+
+def test_dynlab_run_dispatches_pinn_experiments(tmp_path, capsys):
+    from dynlab.cli import main as cli_main
+
+    run_dir = tmp_path / "cli"
+    code = cli_main(["run", "experiment=pinn_lorenz63", f"run_dir={run_dir}", "time.t_end=0.2", "time.spinup=0.0",
+                     "pinn.windows=1", "pinn.steps=10", "pinn.lbfgs_steps=2", "pinn.points=16",
+                     "pinn.network.width=8", "progress=false"])
+    out = capsys.readouterr().out
+    assert code == 0 and "pinn_lorenz63: relative L2" in out and (run_dir / "report.md").is_file()
