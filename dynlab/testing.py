@@ -167,3 +167,21 @@ def assert_lyapunov_close(emulator_spectrum: Any, system_spectrum: Any, *, k: in
         assert abs(s_em - s_ref) <= sum_rtol * abs(s_ref), \
             f"sum of the leading {n} exponents is {s_em:.4g}, the system's {s_ref:.4g} (> sum_rtol = {sum_rtol:.3g} relative)"
     return diff
+
+
+def assert_stationary_distribution_close(estimate: Any, truth: Any, *, max_tv: float = 0.02) -> float:
+    """The stationary law of an estimated rate matrix ``(N, N)`` (or a
+    :class:`dynlab.eval.jump.RateEstimate`) must lie within total variation ``max_tv``
+    of the true generator's. Returns the total variation distance."""
+    from .eval.jump import RateEstimate, stationary_law, total_variation
+
+    if isinstance(max_tv, bool) or not isinstance(max_tv, (int, float)) or not np.isfinite(max_tv) or max_tv < 0:
+        raise ValueError(f"max_tv must be a finite number >= 0, got {max_tv!r}")
+    if isinstance(estimate, RateEstimate):
+        estimate = estimate.rate_matrix
+    p, q = stationary_law(estimate), stationary_law(truth)
+    tv = total_variation(p, q)
+    worst = int(np.argmax(np.abs(p - q)))
+    assert tv <= max_tv, (f"stationary law differs by total variation {tv:.4g} > max_tv = {max_tv:.4g} "
+                          f"(state {worst}: {p[worst]:.4g} vs the truth's {q[worst]:.4g})")
+    return tv
