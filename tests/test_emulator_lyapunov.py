@@ -38,6 +38,11 @@ def test_damped_linear_map_has_log_eigenvalue_moduli():
     np.testing.assert_allclose(res.exponents, np.broadcast_to(expected, (2, 3)), rtol=1e-3, atol=1e-3)
     assert res.n_positive == 0 and res.kaplan_yorke == 0.0 and res.n_state == 3
     assert res.lambda_1 == pytest.approx(math.log(0.9) / dt, rel=1e-3)
+    # persistence: the identity map, every exponent exactly 0
+    from dynlab.emulators.baselines import Persistence
+    flat = emulator_lyapunov_spectrum(Persistence(3), x, n_steps=10, dt=dt)
+    np.testing.assert_array_equal(flat.exponents, 0.0)
+    assert flat.n_positive == 0 and flat.kaplan_yorke == 3.0
     # leading k only
     assert emulator_lyapunov_spectrum(em, x, n_steps=50, transient=50, dt=dt, k=1).spectrum.shape == (1,)
     with pytest.raises(ValueError, match="dt is required"):
@@ -130,3 +135,32 @@ def test_reference_emulator_spectrum_against_an_independent_long_system_run():
     assert_lyapunov_close(res, ref, k=1, rtol=0.1, atol=0.0, sum_rtol=None)  # λ₁ within 10 %
     assert_lyapunov_close(res, ref, rtol=1.0, atol=0.3, sum_rtol=1e-3)  # every exponent roughly, the sum tightly
     assert res.spectrum.sum() == pytest.approx(ref.sum(), rel=1e-3)  # both -K
+
+
+@pytest.mark.parametrize("block", ["s4d", "mamba"])
+def test_ssm_joint_map_tangent_matches_finite_differences(block):
+    from torch.func import jvp
+
+    from dynlab.emulators.ssm import SSMEmulator
+    from dynlab.eval.lyapunov import joint_step_map
+
+    torch.manual_seed(0)
+    em = SSMEmulator(3, d_model=4, n_layers=1, block=block, decoder_init_scale=1.0).double().eval()
+    context = torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    F, z0 = joint_step_map(em, context)
+    assert z0.shape[0] == 2 and z0.shape[1] > 3  # the hidden state is part of the map
+    # the map reproduces the emulator's own rollout in its x coordinates
+    z, xs = z0, []
+    for _ in range(3):
+        z = F(z)
+        xs.append(z[:, :3])
+    torch.testing.assert_close(torch.stack(xs, 1), em.rollout(context, 4)[:, 1:], rtol=1e-10, atol=1e-10)
+    # forward-mode tangent against central differences, every direction of the joint state
+    v = torch.randn(z0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    _, tangent = jvp(F, (z0,), (v,))
+    h = 1e-6
+    fd = (F(z0 + h * v) - F(z0 - h * v)) / (2 * h)
+    assert float(tangent.detach().abs().max()) > 1e-3
+    torch.testing.assert_close(tangent, fd, rtol=1e-6, atol=1e-7)
+    res = emulator_lyapunov_spectrum(em, context, n_steps=20, transient=5, dt=0.1, k=2)
+    assert res.exponents.shape == (2, 2) and np.isfinite(res.exponents).all() and res.n_state == z0.shape[1]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from torch.utils import _pytree as pytree
 
 from simulators.lyapunov import lyapunov_spectrum
 
-__all__ = ["LyapunovResult", "emulator_lyapunov_spectrum", "kaplan_yorke"]
+__all__ = ["LyapunovResult", "emulator_lyapunov_spectrum", "joint_step_map", "kaplan_yorke"]
 
 
 @dataclass
@@ -129,6 +129,28 @@ class _JointState:
         return x, pytree.tree_unflatten(leaves, self.spec)
 
 
+def joint_step_map(emulator, context: torch.Tensor) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """The emulator's one-step map on flattened joint states, and its starting point.
+
+    Warms up on ``context`` ``(B, C, D)`` (no gradient) and returns ``(F, z0)``: ``z0``
+    ``(B, D + H)`` is the warm-up's prediction followed by the hidden state's leaves
+    (each flattened per member, complex leaves as (real, imaginary) pairs), and ``F``
+    maps ``(R·B, D + H)`` → ``(R·B, D + H)`` through ``emulator.step`` (rows member-major,
+    ``R`` copies per member allowed). Hidden-state leaves must have a leading axis of
+    ``B`` or a multiple of it (member-major).
+    """
+    with torch.no_grad():
+        y, hidden = emulator.warm_up(context)
+    joint = _JointState(y, hidden)
+
+    def step(z: torch.Tensor) -> torch.Tensor:
+        x, h = joint.unflatten(z)
+        x_next, h_next = emulator.step(x, h)
+        return joint.flatten(x_next, h_next)
+
+    return step, joint.flatten(y, hidden).detach()
+
+
 def _positive_int(name: str, value: Any, lo: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
@@ -181,11 +203,7 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
     was_training = emulator.training
     emulator.eval()
     try:
-        with torch.no_grad():
-            y, hidden = emulator.warm_up(context)
-        joint = _JointState(y, hidden)
-        z0 = joint.flatten(y, hidden).detach()
-
+        joint_step, z0 = joint_step_map(emulator, context)
         n = z0.shape[1]
         # With k < n the initial frame (the first k coordinates) may lie in an invariant subspace
         # (e.g. x when the hidden state does not depend on x) and miss the leading directions:
@@ -197,10 +215,7 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
             z0 = z0 @ rotate  # rows: w = Pᵀ z
 
         def step(w: torch.Tensor) -> torch.Tensor:
-            z = w if rotate is None else w @ rotate.T
-            x, h = joint.unflatten(z)
-            x_next, h_next = emulator.step(x, h)
-            z_next = joint.flatten(x_next, h_next)
+            z_next = joint_step(w if rotate is None else w @ rotate.T)
             return z_next if rotate is None else z_next @ rotate
 
         def tangent_step(z: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
