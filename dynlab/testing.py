@@ -165,7 +165,8 @@ def assert_lyapunov_close(emulator_spectrum: Any, system_spectrum: Any, *, k: in
     if sum_rtol is not None:
         s_em, s_ref = float(em.sum()), float(ref.sum())
         assert abs(s_em - s_ref) <= sum_rtol * abs(s_ref), \
-            f"sum of the leading {n} exponents is {s_em:.4g}, the system's {s_ref:.4g} (> sum_rtol = {sum_rtol:.3g} relative)"
+            (f"sum of the leading {n} exponents is {s_em:.4g}, the system's {s_ref:.4g} "
+             f"(> sum_rtol = {sum_rtol:.3g} relative)")
     return diff
 
 
