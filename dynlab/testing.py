@@ -17,7 +17,8 @@ import torch
 from .emulators.base import AbstractEmulator
 from .eval import metrics as M
 
-__all__ = ["assert_emulator_contract", "assert_forecast_skill", "assert_conserves", "assert_climate"]
+__all__ = ["assert_emulator_contract", "assert_forecast_skill", "assert_conserves", "assert_climate",
+           "assert_lyapunov_close", "assert_stationary_distribution_close"]
 
 
 def assert_emulator_contract(emulator: AbstractEmulator, x: torch.Tensor, *, atol: float = 1e-8,
@@ -133,3 +134,55 @@ def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | N
         assert np.isfinite(value) and value <= bound, \
             f"Wasserstein-1 distance of {name} is {value:.4g} > max_wasserstein = {bound:.4g}"
     return w1
+
+
+def assert_lyapunov_close(emulator_spectrum: Any, system_spectrum: Any, *, k: int | None = None,
+                          rtol: float = 0.1, atol: float = 0.05, sum_rtol: float | None = 0.05) -> np.ndarray:
+    r"""The emulator's leading ``k`` Lyapunov exponents must match the system's.
+
+    Both spectra (``(m,)`` arrays, or :class:`dynlab.eval.lyapunov.LyapunovResult`) are
+    sorted decreasingly; each of the leading ``k`` (default: the shorter length) must
+    satisfy :math:`|λ̂_i − λ_i| ≤ \text{atol} + \text{rtol}\,|λ_i|`, and, where
+    ``sum_rtol`` is set, their sums :math:`|Σλ̂ − Σλ| ≤ \text{sum\_rtol}\,|Σλ|`
+    (the sum is the mean phase-space contraction rate). Returns the differences ``(k,)``.
+    """
+    em = np.sort(np.asarray(getattr(emulator_spectrum, "spectrum", emulator_spectrum), dtype=np.float64))[::-1]
+    ref = np.sort(np.asarray(getattr(system_spectrum, "spectrum", system_spectrum), dtype=np.float64))[::-1]
+    if em.ndim != 1 or ref.ndim != 1 or not em.size or not ref.size:
+        raise ValueError(f"spectra must be non-empty 1-d arrays, got shapes {em.shape} and {ref.shape}")
+    n = min(em.size, ref.size) if k is None else k
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= min(em.size, ref.size):
+        raise ValueError(f"k must be an integer in [1, {min(em.size, ref.size)}], got {k!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)) + ((("sum_rtol", sum_rtol),) if sum_rtol is not None else ()):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    em, ref = em[:n], ref[:n]
+    diff = em - ref
+    bound = atol + rtol * np.abs(ref)
+    bad = np.flatnonzero(~(np.abs(diff) <= bound))
+    assert not bad.size, (f"Lyapunov exponent {bad[0] + 1} is {em[bad[0]]:.4g}, the system's {ref[bad[0]]:.4g} "
+                          f"(|difference| {abs(diff[bad[0]]):.3g} > atol + rtol·|λ| = {bound[bad[0]]:.3g})")
+    if sum_rtol is not None:
+        s_em, s_ref = float(em.sum()), float(ref.sum())
+        assert abs(s_em - s_ref) <= sum_rtol * abs(s_ref), \
+            (f"sum of the leading {n} exponents is {s_em:.4g}, the system's {s_ref:.4g} "
+             f"(> sum_rtol = {sum_rtol:.3g} relative)")
+    return diff
+
+
+def assert_stationary_distribution_close(estimate: Any, truth: Any, *, max_tv: float = 0.02) -> float:
+    """The stationary law of an estimated rate matrix ``(N, N)`` (or a
+    :class:`dynlab.eval.jump.RateEstimate`) must lie within total variation ``max_tv``
+    of the true generator's. Returns the total variation distance."""
+    from .eval.jump import RateEstimate, stationary_law, total_variation
+
+    if isinstance(max_tv, bool) or not isinstance(max_tv, (int, float)) or not np.isfinite(max_tv) or max_tv < 0:
+        raise ValueError(f"max_tv must be a finite number >= 0, got {max_tv!r}")
+    if isinstance(estimate, RateEstimate):
+        estimate = estimate.rate_matrix
+    p, q = stationary_law(estimate), stationary_law(truth)
+    tv = total_variation(p, q)
+    worst = int(np.argmax(np.abs(p - q)))
+    assert tv <= max_tv, (f"stationary law differs by total variation {tv:.4g} > max_tv = {max_tv:.4g} "
+                          f"(state {worst}: {p[worst]:.4g} vs the truth's {q[worst]:.4g})")
+    return tv
