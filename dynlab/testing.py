@@ -116,9 +116,20 @@ def assert_conserves(emulator: AbstractEmulator, context: torch.Tensor, steps: i
 
 def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | None = None,
                    train_members: Sequence | None = None, context: int = 10, long_rollout: int = 500,
-                   max_wasserstein: float | dict[str, float] = 0.5, codec=None) -> dict[str, Any]:
+                   max_wasserstein: float | dict[str, float] | None = 0.5, codec=None,
+                   max_ratio_to_floor: float | dict[str, float] | None = None, transient: int = 0,
+                   lattice: Sequence[str] = (), max_lag: int = 20, nperseg: int = 64):
     """Free rollouts from the test members must reproduce each variable's marginal:
-    Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable). Returns ``{variable: W1}``."""
+    Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable; None: skip). Returns ``{variable: W1}``.
+
+    With ``max_ratio_to_floor`` the emulator's climate is also checked against truth-vs-truth
+    noise floors (:func:`dynlab.eval.climate.climate_scores`): the emulator is rolled out
+    ``long_rollout`` saves from each test member, the dataset's reference system from as many
+    training members twice over (truth sets A and B, disjoint), the first ``transient`` saves
+    are dropped, and every ratio (W1, sliced W1, ACF over lags 0..``max_lag``, temporal
+    spectrum, spatial spectrum of the ``lattice`` variables) must be ≤ the bound (a number,
+    or ``{score: bound}`` with scores from ``CLIMATE_SCORES``). Then the climate dataset is returned.
+    """
     from .eval.forecast import prepare_evaluation, score_emulator
 
     members = list(ds["member"].values.tolist())
@@ -126,10 +137,50 @@ def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | N
     setup = prepare_evaluation(ds, test_members, codec=codec or getattr(emulator, "codec", None), context=context,
                                horizon=1, starts_per_member=1, long_rollout=long_rollout,
                                train_members=train_members, lyapunov=False, agreement=False)
-    scores = score_emulator(emulator, setup)
-    w1 = {str(v): float(d) for v, d in zip(scores["variable"].values, scores["wasserstein"].values)}
+    w1 = {}
+    if max_wasserstein is not None:
+        scores = score_emulator(emulator, setup)
+        w1 = {str(v): float(d) for v, d in zip(scores["variable"].values, scores["wasserstein"].values)}
     for name, value in w1.items():
         bound = max_wasserstein[name] if isinstance(max_wasserstein, dict) else max_wasserstein
         assert np.isfinite(value) and value <= bound, \
             f"Wasserstein-1 distance of {name} is {value:.4g} > max_wasserstein = {bound:.4g}"
-    return w1
+    if max_ratio_to_floor is None:
+        return w1
+    return _assert_climate_floor(emulator, ds, setup, max_ratio_to_floor, transient, lattice, max_lag, nperseg)
+
+
+def _assert_climate_floor(emulator, ds, setup, max_ratio, transient, lattice, max_lag, nperseg):
+    from .emulators.reference import ReferenceEmulator
+    from .eval.climate import CLIMATE_SCORES, climate_samples, climate_scores
+
+    if isinstance(max_ratio, dict):
+        bad = [k for k in max_ratio if k not in CLIMATE_SCORES]
+        if bad:
+            raise ValueError(f"max_ratio_to_floor keys must be among {CLIMATE_SCORES}, got {bad}")
+    elif isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, float)) or not max_ratio >= 1:
+        raise ValueError(f"max_ratio_to_floor must be a number >= 1 or a dict score -> bound, got {max_ratio!r}")
+    R = len(setup.members)
+    train = setup.train_series
+    if train is None or train.shape[0] < 2 * R or set(setup.train_members) & set(setup.members.tolist()):
+        raise ValueError(f"the floor needs {2 * R} training members disjoint from the {R} test members, "
+                         f"got {0 if train is None else train.shape[0]}")
+    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
+    contexts = setup.contexts.reshape(R, -1, setup.context, setup.codec.n_features)[:, 0]
+    e, a, b = climate_samples(emulator, reference, contexts, train[:2 * R, :setup.context], setup.long_rollout,
+                              transient, batch_size=setup.batch_size, device=setup.device)
+    scores = climate_scores(e, a, b, setup.groups, dt=setup.dt, max_lag=max_lag, nperseg=nperseg,
+                            lattice=lattice)
+    for key in CLIMATE_SCORES:
+        bound = max_ratio.get(key) if isinstance(max_ratio, dict) else max_ratio
+        if bound is None:
+            continue
+        ratio = scores[f"{key}_ratio"]
+        for name, value in zip(np.atleast_1d(ratio["variable"].values) if "variable" in ratio.dims else ["joint"],
+                               np.atleast_1d(ratio.values)):
+            if key == "spec_space" and name not in lattice:
+                continue
+            assert not value > bound and not np.isnan(value), \
+                (f"{key} of {name} is {value:.4g} times its truth-vs-truth floor > max_ratio_to_floor = {bound:.4g} "
+                 f"({R} runs x {e.shape[1]} saves)")
+    return scores
