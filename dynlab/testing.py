@@ -118,7 +118,7 @@ def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | N
                    train_members: Sequence | None = None, context: int = 10, long_rollout: int = 500,
                    max_wasserstein: float | dict[str, float] | None = 0.5, codec=None,
                    max_ratio_to_floor: float | dict[str, float] | None = None, transient: int = 0,
-                   lattice: Sequence[str] = (), max_lag: int = 20, nperseg: int = 64):
+                   lattice: Sequence[str] = (), max_lag: int = 20, nperseg: int = 64) -> Any:
     """Free rollouts from the test members must reproduce each variable's marginal:
     Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable; None: skip). Returns ``{variable: W1}``.
 
@@ -145,42 +145,15 @@ def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | N
         bound = max_wasserstein[name] if isinstance(max_wasserstein, dict) else max_wasserstein
         assert np.isfinite(value) and value <= bound, \
             f"Wasserstein-1 distance of {name} is {value:.4g} > max_wasserstein = {bound:.4g}"
-    if max_ratio_to_floor is None:
-        return w1
-    return _assert_climate_floor(emulator, ds, setup, max_ratio_to_floor, transient, lattice, max_lag, nperseg)
+    if max_ratio_to_floor is not None:
+        from .eval.climate import check_ratio_bounds, ratio_items, reference_climate_scores
 
-
-def _assert_climate_floor(emulator, ds, setup, max_ratio, transient, lattice, max_lag, nperseg):
-    from .emulators.reference import ReferenceEmulator
-    from .eval.climate import CLIMATE_SCORES, climate_samples, climate_scores
-
-    if isinstance(max_ratio, dict):
-        bad = [k for k in max_ratio if k not in CLIMATE_SCORES]
-        if bad:
-            raise ValueError(f"max_ratio_to_floor keys must be among {CLIMATE_SCORES}, got {bad}")
-    elif isinstance(max_ratio, bool) or not isinstance(max_ratio, (int, float)) or not max_ratio >= 1:
-        raise ValueError(f"max_ratio_to_floor must be a number >= 1 or a dict score -> bound, got {max_ratio!r}")
-    R = len(setup.members)
-    train = setup.train_series
-    if train is None or train.shape[0] < 2 * R or set(setup.train_members) & set(setup.members.tolist()):
-        raise ValueError(f"the floor needs {2 * R} training members disjoint from the {R} test members, "
-                         f"got {0 if train is None else train.shape[0]}")
-    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
-    contexts = setup.contexts.reshape(R, -1, setup.context, setup.codec.n_features)[:, 0]
-    e, a, b = climate_samples(emulator, reference, contexts, train[:2 * R, :setup.context], setup.long_rollout,
-                              transient, batch_size=setup.batch_size, device=setup.device)
-    scores = climate_scores(e, a, b, setup.groups, dt=setup.dt, max_lag=max_lag, nperseg=nperseg,
-                            lattice=lattice)
-    for key in CLIMATE_SCORES:
-        bound = max_ratio.get(key) if isinstance(max_ratio, dict) else max_ratio
-        if bound is None:
-            continue
-        ratio = scores[f"{key}_ratio"]
-        for name, value in zip(np.atleast_1d(ratio["variable"].values) if "variable" in ratio.dims else ["joint"],
-                               np.atleast_1d(ratio.values)):
-            if key == "spec_space" and name not in lattice:
-                continue
-            assert not value > bound and not np.isnan(value), \
-                (f"{key} of {name} is {value:.4g} times its truth-vs-truth floor > max_ratio_to_floor = {bound:.4g} "
-                 f"({R} runs x {e.shape[1]} saves)")
-    return scores
+        bounds = check_ratio_bounds(max_ratio_to_floor)  # before the reference rollouts
+        scores = reference_climate_scores(emulator, ds, setup, transient, lattice=lattice, max_lag=max_lag,
+                                          nperseg=nperseg)
+        for key, name, value in ((k, n, v) for k in bounds for n, v in ratio_items(scores, k, lattice)):
+            assert value <= bounds[key], (f"{key} of {name} is {value:.4g} times its truth-vs-truth floor > "
+                                          f"max_ratio_to_floor = {bounds[key]:.4g} ({scores.attrs['climate_runs']} "
+                                          f"runs x {scores.attrs['climate_saves']} saves)")
+        return scores
+    return w1

@@ -75,7 +75,8 @@ def test_building_blocks_against_closed_forms():
     assert wasserstein_1(x + 0.3, x) == pytest.approx(0.3)
     pts = rng.standard_normal((5000, 3))
     shift = np.array([1.0, 0.0, 0.0])
-    assert sliced_wasserstein(pts + shift, pts, n_projections=2000) == pytest.approx(0.5, rel=0.05)  # E|θ1| = 1/2 in 3-D
+    # E|θ1| = 1/2 for θ uniform on the 2-sphere (θ1 is uniform on [-1, 1])
+    assert sliced_wasserstein(pts + shift, pts, n_projections=2000) == pytest.approx(0.5, rel=0.05)
     assert sliced_wasserstein(np.full((3, 3), np.nan), pts) == np.inf
     # AR(1) autocorrelation is phi^lag (long series: the mean-removal bias is O(1/saves))
     np.testing.assert_allclose(autocorrelation(ar1(np.random.default_rng(2), phi=0.8, saves=5000), 5),
@@ -129,7 +130,8 @@ def samples(ds):
 def test_lorenz96_spatial_spectrum_at_the_floor_and_smoothing_fails(samples):
     e, a, b = samples
     good = climate_scores(e, a, b, {"X": slice(0, 16)}, dt=0.05, lattice=["X"])
-    smooth = 0.25 * np.roll(e, 1, axis=-1) + 0.5 * e + 0.25 * np.roll(e, -1, axis=-1)  # damps wavenumber m by cos^2(pi m/K)
+    # a (1/4, 1/2, 1/4) periodic filter damps wavenumber m by cos^2(pi m / K)
+    smooth = 0.25 * np.roll(e, 1, axis=-1) + 0.5 * e + 0.25 * np.roll(e, -1, axis=-1)
     bad = climate_scores(smooth, a, b, {"X": slice(0, 16)}, dt=0.05, lattice=["X"])
     assert float(good["spec_space_ratio"][0]) < 2.0
     assert float(bad["spec_space_ratio"][0]) > 5.0

@@ -44,7 +44,9 @@ Distances (``d``):
   with :math:`\bar S = (S_A + S_B)/2` the mean truth spectrum (the same weights for
   every comparison) and :math:`\beta` = ``band_fraction``: bins with negligible truth power
   cannot dominate (the old spectral residual was set by power 10⁻⁸ below the peak).
-  The zero frequency is left out of the temporal spectrum (the means are W1's business).
+  The zero frequency is left out of the temporal spectrum (the means are W1's business);
+  spectra are floored at ``SPECTRUM_FLOOR`` (1e-12) times the truth peak, as in
+  :mod:`~dynlab.eval.spectra`, so a frozen rollout scores about 12 decades, not infinity.
 
 An emulator sample with non-finite values (a blow-up) gets infinite distances; a zero
 score over a zero floor has ratio 1, a positive score over a zero floor ratio inf.
@@ -56,10 +58,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .metrics import _check_groups, as_array
-from .spectra import mean_power_spectrum
+from .spectra import SPECTRUM_FLOOR, mean_power_spectrum
 
 __all__ = ["drop_transient", "wasserstein_1", "sliced_wasserstein", "autocorrelation", "spatial_power_spectrum",
-           "log_spectral_distance", "climate_scores", "climate_samples", "CLIMATE_SCORES", "N_PROJECTIONS", "BAND_FRACTION"]
+           "log_spectral_distance", "climate_scores", "climate_samples", "reference_climate_scores",
+           "check_ratio_bounds", "ratio_items", "CLIMATE_SCORES", "N_PROJECTIONS",
+           "BAND_FRACTION"]
 
 #: random directions of the sliced Wasserstein distance
 N_PROJECTIONS = 64
@@ -159,7 +163,8 @@ def spatial_power_spectrum(x: Any) -> np.ndarray:
 
 
 def log_spectral_distance(s_p: Any, s_q: Any, s_ref: Any, band_fraction: float = BAND_FRACTION) -> float:
-    """Energy-weighted log10 distance of spectra ``(F,)`` over the band where ``s_ref`` ≥ ``band_fraction`` · peak."""
+    """Energy-weighted log10 distance of spectra ``(F,)``, weights ``s_ref`` on the band
+    ``s_ref`` ≥ ``band_fraction`` · peak."""
     p, q, r = as_array(s_p, "s_p"), as_array(s_q, "s_q"), as_array(s_ref, "s_ref")
     if not (p.shape == q.shape == r.shape and p.ndim == 1):
         raise ValueError(f"spectra must be 1-D of one length, got {p.shape}, {q.shape}, {r.shape}")
@@ -171,8 +176,8 @@ def log_spectral_distance(s_p: Any, s_q: Any, s_ref: Any, band_fraction: float =
         return float("inf")
     band = r >= band_fraction * r.max()
     w = r[band] / r[band].sum()
-    tiny = np.finfo(np.float64).tiny
-    diff = np.log10(np.maximum(p[band], tiny)) - np.log10(np.maximum(q[band], tiny))
+    lo = SPECTRUM_FLOOR * r.max()  # as in spectra.py: a flat (frozen) rollout stays finite
+    diff = np.log10(np.maximum(p[band], lo)) - np.log10(np.maximum(q[band], lo))
     return float(np.sqrt(np.sum(w * diff ** 2)))
 
 
@@ -297,3 +302,56 @@ def climate_samples(emulator, reference, contexts: Any, truth_contexts: Any, ste
     truth = _rollouts(reference, tc, int(steps), batch_size, device)
     R = c.shape[0]
     return drop_transient(e, transient), drop_transient(truth[:R], transient), drop_transient(truth[R:], transient)
+
+
+def check_ratio_bounds(max_ratio: Any) -> dict[str, float]:
+    """``{score: bound}`` from a number (every score of ``CLIMATE_SCORES``) or a partial dict."""
+    def ok(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and v >= 1
+
+    if isinstance(max_ratio, Mapping):
+        bad = [k for k, v in max_ratio.items() if k not in CLIMATE_SCORES or not ok(v)]
+        if bad:
+            raise ValueError(f"max_ratio_to_floor must map scores among {CLIMATE_SCORES} to numbers >= 1, "
+                             f"got {dict(max_ratio)!r}")
+        return {k: float(v) for k, v in max_ratio.items()}
+    if not ok(max_ratio):
+        raise ValueError(f"max_ratio_to_floor must be a number >= 1 or a dict score -> bound, got {max_ratio!r}")
+    return {k: float(max_ratio) for k in CLIMATE_SCORES}
+
+
+def ratio_items(scores, key: str, lattice: Sequence[str] = ()) -> list[tuple[str, float]]:
+    """``[(variable or "joint", ratio)]`` of score ``key`` in a :func:`climate_scores` dataset
+    (``spec_space`` only for the ``lattice`` variables)."""
+    if key not in CLIMATE_SCORES:
+        raise ValueError(f"key must be one of {CLIMATE_SCORES}, got {key!r}")
+    ratio = scores[f"{key}_ratio"]
+    if "variable" not in ratio.dims:
+        return [("joint", float(ratio))]
+    return [(str(n), float(v)) for n, v in zip(ratio["variable"].values, ratio.values)
+            if key != "spec_space" or str(n) in lattice]
+
+
+def reference_climate_scores(emulator, ds, setup, transient: int, **kwargs):
+    """:func:`climate_scores` of ``emulator`` on an :class:`~dynlab.eval.forecast.EvalSetup`'s test members.
+
+    The emulator is rolled out ``setup.long_rollout`` saves from the first context of each
+    of the R test members; the dataset's reference system (its
+    :class:`~dynlab.emulators.ReferenceEmulator`) from the first 2R training members
+    (``setup.train_series``, disjoint from the test members), halves A and B.
+    ``kwargs`` go to :func:`climate_scores` (``lattice``, ``max_lag``, ``nperseg``, ...).
+    """
+    from ..emulators.reference import ReferenceEmulator
+
+    R = len(setup.members)
+    train = setup.train_series
+    if not setup.long_rollout:
+        raise ValueError("setup.long_rollout is 0; the climate scores need long rollouts")
+    if train is None or train.shape[0] < 2 * R or set(setup.train_members) & set(setup.members.tolist()):
+        raise ValueError(f"the floor needs {2 * R} training members disjoint from the {R} test members, "
+                         f"got {0 if train is None else train.shape[0]}")
+    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
+    contexts = setup.contexts.reshape(R, -1, setup.context, setup.codec.n_features)[:, 0]
+    e, a, b = climate_samples(emulator, reference, contexts, train[:2 * R, :setup.context], setup.long_rollout,
+                              transient, batch_size=setup.batch_size, device=setup.device)
+    return climate_scores(e, a, b, setup.groups, dt=setup.dt, **kwargs)
