@@ -146,5 +146,7 @@ def test_assert_climate_with_floor(ds):
     assert out.attrs["climate_runs"] == 2 and out.attrs["climate_saves"] == STEPS - TRANSIENT
     with pytest.raises(AssertionError, match="times its truth-vs-truth floor"):
         assert_climate(Persistence(16), ds, max_ratio_to_floor=3.0, **kw)
+    with pytest.raises(AssertionError, match="acf of X is"):  # a frozen rollout: rho = 1 at every lag
+        assert_climate(Persistence(16), ds, max_ratio_to_floor={"acf": 3.0}, **kw)
     with pytest.raises(ValueError, match="max_ratio_to_floor"):
         assert_climate(Persistence(16), ds, max_ratio_to_floor={"energy": 2.0}, **kw)
