@@ -117,9 +117,20 @@ def assert_conserves(emulator: AbstractEmulator, context: torch.Tensor, steps: i
 
 def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | None = None,
                    train_members: Sequence | None = None, context: int = 10, long_rollout: int = 500,
-                   max_wasserstein: float | dict[str, float] = 0.5, codec=None) -> dict[str, Any]:
+                   max_wasserstein: float | dict[str, float] | None = 0.5, codec=None,
+                   max_ratio_to_floor: float | dict[str, float] | None = None, transient: int = 0,
+                   lattice: Sequence[str] = (), max_lag: int = 20, nperseg: int = 64) -> Any:
     """Free rollouts from the test members must reproduce each variable's marginal:
-    Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable). Returns ``{variable: W1}``."""
+    Wasserstein-1 ≤ ``max_wasserstein`` (a number, or one per variable; None: skip). Returns ``{variable: W1}``.
+
+    With ``max_ratio_to_floor`` the emulator's climate is also checked against truth-vs-truth
+    noise floors (:func:`dynlab.eval.climate.climate_scores`): the emulator is rolled out
+    ``long_rollout`` saves from each test member, the dataset's reference system from as many
+    training members twice over (truth sets A and B, disjoint), the first ``transient`` saves
+    are dropped, and every ratio (W1, sliced W1, ACF over lags 0..``max_lag``, temporal
+    spectrum, spatial spectrum of the ``lattice`` variables) must be ≤ the bound (a number,
+    or ``{score: bound}`` with scores from ``CLIMATE_SCORES``). Then the climate dataset is returned.
+    """
     from .eval.forecast import prepare_evaluation, score_emulator
 
     members = list(ds["member"].values.tolist())
@@ -127,12 +138,25 @@ def assert_climate(emulator: AbstractEmulator, ds, *, test_members: Sequence | N
     setup = prepare_evaluation(ds, test_members, codec=codec or getattr(emulator, "codec", None), context=context,
                                horizon=1, starts_per_member=1, long_rollout=long_rollout,
                                train_members=train_members, lyapunov=False, agreement=False)
-    scores = score_emulator(emulator, setup)
-    w1 = {str(v): float(d) for v, d in zip(scores["variable"].values, scores["wasserstein"].values)}
+    w1 = {}
+    if max_wasserstein is not None:
+        scores = score_emulator(emulator, setup)
+        w1 = {str(v): float(d) for v, d in zip(scores["variable"].values, scores["wasserstein"].values)}
     for name, value in w1.items():
         bound = max_wasserstein[name] if isinstance(max_wasserstein, dict) else max_wasserstein
         assert np.isfinite(value) and value <= bound, \
             f"Wasserstein-1 distance of {name} is {value:.4g} > max_wasserstein = {bound:.4g}"
+    if max_ratio_to_floor is not None:
+        from .eval.climate import check_ratio_bounds, ratio_items, reference_climate_scores
+
+        bounds = check_ratio_bounds(max_ratio_to_floor)  # before the reference rollouts
+        scores = reference_climate_scores(emulator, ds, setup, transient, lattice=lattice, max_lag=max_lag,
+                                          nperseg=nperseg)
+        for key, name, value in ((k, n, v) for k in bounds for n, v in ratio_items(scores, k, lattice)):
+            assert value <= bounds[key], (f"{key} of {name} is {value:.4g} times its truth-vs-truth floor > "
+                                          f"max_ratio_to_floor = {bounds[key]:.4g} ({scores.attrs['climate_runs']} "
+                                          f"runs x {scores.attrs['climate_saves']} saves)")
+        return scores
     return w1
 
 
