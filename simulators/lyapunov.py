@@ -56,7 +56,8 @@ def rk4_tangent_step(vector_field: Callable, jvp_field: Callable, dt: float) -> 
 
 def lyapunov_spectrum(step: Callable[[torch.Tensor], torch.Tensor] | None, x0: torch.Tensor, *, dt: float,
                       n_steps: int, n_exponents: int | None = None, qr_every: int = 1,
-                      transient: int = 0, tangent_step: TangentStep | None = None) -> torch.Tensor:
+                      transient: int = 0, tangent_step: TangentStep | None = None,
+                      frame: torch.Tensor | None = None) -> torch.Tensor:
     """Leading Lyapunov exponents of the map ``step`` from initial states ``x0``.
 
     Args:
@@ -70,6 +71,9 @@ def lyapunov_spectrum(step: Callable[[torch.Tensor], torch.Tensor] | None, x0: t
             so the frame aligns with the leading directions.
         tangent_step: optional ``(x, Q) -> (step(x), J_step(x) Q)`` with ``Q``
             ``(B, D, m)``; replaces forward-mode AD of ``step``.
+        frame: the initial orthonormal frame ``(D, m)`` (default: the first ``m`` unit
+            vectors). With ``m < D`` a random frame avoids starting inside an invariant
+            subspace that misses the leading directions.
 
     Returns:
         ``(B, n_exponents)`` exponents in decreasing order of the frame.
@@ -98,8 +102,11 @@ def lyapunov_spectrum(step: Callable[[torch.Tensor], torch.Tensor] | None, x0: t
 
     propagate = tangent_step if tangent_step is not None else propagate_ad
     x = x0.detach()
-    eye = torch.eye(D, m, dtype=x0.dtype, device=x0.device)
-    Q = eye.expand(B, D, m).clone()
+    if frame is None:
+        frame = torch.eye(D, m, dtype=x0.dtype, device=x0.device)
+    elif frame.shape != (D, m):
+        raise ValueError(f"frame must have shape ({D}, {m}), got {tuple(frame.shape)}")
+    Q = frame.to(dtype=x0.dtype, device=x0.device).expand(B, D, m).clone()
     log_r = torch.zeros(B, m, dtype=x0.dtype, device=x0.device)
     total = transient + n_steps
     for n in range(1, total + 1):

@@ -205,18 +205,14 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
     try:
         joint_step, z0 = joint_step_map(emulator, context)
         n = z0.shape[1]
-        # With k < n the initial frame (the first k coordinates) may lie in an invariant subspace
-        # (e.g. x when the hidden state does not depend on x) and miss the leading directions:
-        # work in coordinates w = Pᵀ z for a fixed random orthogonal P (the same spectrum).
-        rotate = None
+        # With k < n the first k coordinates may span an invariant subspace (e.g. x when the
+        # hidden state does not depend on x) that misses the leading directions: start from a
+        # random orthonormal k-frame instead (generic with probability 1; O(n k) memory).
+        frame = None
         if k < n:
             gen = torch.Generator().manual_seed(seed)
-            rotate = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))[0].to(z0.dtype)
-            z0 = z0 @ rotate  # rows: w = Pᵀ z
-
-        def step(w: torch.Tensor) -> torch.Tensor:
-            z_next = joint_step(w if rotate is None else w @ rotate.T)
-            return z_next if rotate is None else z_next @ rotate
+            frame = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))[0].to(z0.dtype)
+        step = joint_step
 
         def tangent_step(z: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # Q (B, n, m): m copies of each member (member-major), one direction each
@@ -228,7 +224,7 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
             return out.reshape(B, m, n)[:, 0].detach(), tangent.reshape(B, m, n).permute(0, 2, 1).detach()
 
         exps = lyapunov_spectrum(None, z0, dt=float(dt), n_steps=n_steps, n_exponents=k, qr_every=qr_every,
-                                 transient=transient, tangent_step=tangent_step)
+                                 transient=transient, tangent_step=tangent_step, frame=frame)
     finally:
         emulator.train(was_training)
     exps = exps.detach().to(torch.float64).cpu().numpy()
