@@ -132,28 +132,35 @@ class RunOnlySchema:
     sweep_dir: str | None = option(None, "with -m: where the jobs' run directories go (null: runs/<name>)")
 
 
-@dataclass
-class RunSchema(RunOnlySchema):
-    system: dict = option(REQUIRED, "system=<name>, parameters as system.<key>")
-    integrator: dict = option(REQUIRED, "integrator=<name>")
-    parallel: dict = option(REQUIRED, "parallel=serial or dask")
-    ensemble: EnsembleSchema = option(EnsembleSchema(), "")
-    time: TimeSchema = option(TimeSchema(), "")
-    dtype: str = option("float64", "floating dtype of the simulation", choices=("float64", "float32"))
-    out: str | None = option(None, "the store; null: <cache_dir>/<system>-<config hash>.zarr, reused when complete")
-    data: RunDataSchema = option(RunDataSchema(), "")
-    learner: dict = option(REQUIRED, "learner=<name>")
-    loss: dict = option(REQUIRED, "loss=<name>")
-    train: TrainConfig = option(TrainConfig(), "")
-    run_dir: str = option(REQUIRED, "the run directory (runs/<name>)")
-    resume: bool = option(True, "a rerun continues an interrupted training and skips a finished one")
-    overwrite: bool = option(False, "replace a dynlab store / run directory that holds something else")
-    wait: bool = option(False, "wait for another process writing the same store or run_dir instead of stopping")
-    seed: int = option(0, "model seed: initialisation, data order (data_seed seeds the dataset)", ge=0)
-    device: str = option("cpu", "torch device for simulation, training and evaluation")
-    threads: int | None = option(None, "torch intra-op CPU threads (null: torch's default)", ge=1)
-    progress: bool = option(True, "progress bars on stderr")
-    evaluate: EvaluateSchema = option(EvaluateSchema(), "")
+def _run_schema() -> type:
+    """``dynlab run``'s schema: the keys of simulate and train side by side (the same fields,
+    not copies), the run-only keys, the ``evaluate`` section, and the few keys whose meaning
+    differs in a run (``out`` may be null, ``data.store`` is set by the run, ``resume`` is on,
+    ``seed`` is the model's because ``data_seed`` seeds the data)."""
+    hints = {**typing.get_type_hints(SimulateSchema), **typing.get_type_hints(TrainSchema)}
+    fields = {f.name: f for schema in (SimulateSchema, TrainSchema) for f in dataclasses.fields(schema)}
+    changed = {
+        "out": (str | None, option(None, "the store; null: <cache_dir>/<system>-<config hash>.zarr, reused when "
+                                   "complete")),
+        "data": (RunDataSchema, option(RunDataSchema(), "")),
+        "resume": (bool, option(True, "a rerun continues an interrupted training and skips a finished one")),
+        "seed": (int, option(0, "model seed: initialisation, data order (data_seed seeds the dataset)", ge=0)),
+        "overwrite": (bool, option(False, "replace a dynlab store / run directory that holds something else")),
+        "evaluate": (EvaluateSchema, option(EvaluateSchema(), "")),
+    }
+    spec = []
+    for name in [*fields, "evaluate"]:
+        if name in changed:
+            tp, f = changed[name]
+        else:
+            f = fields[name]
+            tp = hints[name]
+            f = dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata)
+        spec.append((name, tp, f))
+    return dataclasses.make_dataclass("RunSchema", spec, bases=(RunOnlySchema,))
+
+
+RunSchema = _run_schema()
 
 
 from .ews.config import EWSConfig  # noqa: E402
