@@ -15,7 +15,7 @@ from dynlab.emulators.base import AbstractEmulator
 from dynlab.emulators.reference import ReferenceEmulator, features_from_state
 from dynlab.eval import physics as P
 from dynlab.testing import assert_budget_closed, assert_climate_sensitivity_close, assert_conserves
-from simulators import make_system
+from simulators import make_integrator, make_system
 
 H = 0.05      # Kepler save interval (model time)
 STEPS = 400   # ~7 periods of the eccentric orbit
@@ -247,3 +247,54 @@ def test_climate_inputs_are_validated(slab):
         P.with_co2_multiple(base, 2.0, "ramp_1pct")
     with pytest.raises(ValueError, match="steps must be"):
         P.energy_budget(ref, abrupt, codec, context, 0, 1.0)
+
+
+class EBMReference(AbstractEmulator):
+    """The 1-D EBM over one save interval on its temperatures (accumulated heating restarted at 0):
+    ReferenceEmulator needs the whole state, and the EBM's holds an accumulator besides T."""
+
+    trainable = False
+
+    def __init__(self, system, dt: float, substeps: int):
+        super().__init__(system.params.n_lat)
+        self.system, self.dt, self.substeps = system, dt, substeps
+        self.integrator = make_integrator("rk4")
+
+    def forward(self, x, forcing=None):
+        raise NotImplementedError
+
+    def initial_state(self, batch, device=None, dtype=None):
+        return None
+
+    def step(self, x_t, state, forcing_t=None):
+        x = torch.cat((x_t, torch.zeros_like(x_t[:, :1])), dim=-1)
+        out = self.integrator.integrate(self.system, x, t0=0.0, dt=self.dt, n_steps=self.substeps,
+                                        save_every=self.substeps)[-1]
+        return out[:, :-1], None
+
+
+def test_ebm_budget_and_sensitivity():
+    """1-D EBM, annual insolation, fixed albedo: the global mean obeys C dT_g/dt = F − B T_g + const
+    (diffusion moves heat between bands, the q-flux has zero mean), so the Gregory estimate after
+    abrupt 4× is F₄ₓ/B = 5.35 ln 4 / 2 = 3.708 K and the adjustment time C/B (3.31 yr at 50 m;
+    the rollout: 100 half-year steps ≈ 15 C/B)."""
+    from dynlab.emulators.codec import FieldSpec, StateCodec
+
+    kw = dict(n_lat=12, insolation="annual", ice_albedo_feedback=False, mixed_layer_depth=50.0)
+    base = make_system("ebm_1d", **kw)
+    abrupt = P.with_co2_multiple(base, 4.0, "abrupt")
+    codec = StateCodec((FieldSpec("T", ("lat",), (12,)),))
+    with torch.no_grad():  # the 1× equilibrium (50 yr ≈ 15 C/B)
+        start = EBMReference(base, 0.1, 5).rollout(torch.full((1, 1, 12), 10.0, dtype=torch.float64), 100)[:, -1:]
+    ref = EBMReference(abrupt, 0.1, 5)
+    leaky = Scaled(ref, torch.arange(12), 0.99)
+    budget = assert_budget_closed(ref, abrupt, codec, start, YEARS, 0.5, max_residual_flux=0.01)
+    assert abs(budget["residual_relative"][0]) < 0.5 ** 2 / (12 * 3.3 ** 2) * 1.2  # the trapezoid's error
+    with pytest.raises(AssertionError, match="energy budget residual"):
+        assert_budget_closed(leaky, abrupt, codec, start, YEARS, 0.5, max_residual_flux=0.05)
+    p = abrupt.params
+    ecs = p.co2_forcing_scale * math.log(4.0) / p.B
+    got = assert_climate_sensitivity_close(ref, abrupt, codec, start, YEARS, 0.5, reference=ecs, rtol=1e-5)
+    assert abs(got["tau"][0] - abrupt.heat_capacity_years / p.B) < 1e-3 * got["tau"][0]
+    with pytest.raises(AssertionError, match="effective climate sensitivity"):
+        assert_climate_sensitivity_close(leaky, abrupt, codec, start, YEARS, 0.5, reference=ref, rtol=0.02)

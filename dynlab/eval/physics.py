@@ -64,7 +64,7 @@ from ..emulators.base import AbstractEmulator
 from ..emulators.codec import FieldSpec, StateCodec
 from ..emulators.reference import ReferenceEmulator, codec_state_permutation, state_variables
 
-__all__ = ["system_codec", "states_from_features", "rollout_states", "invariant_of", "linear_drift", "conserved_invariants",
+__all__ = ["system_codec", "states_from_features", "STATE_FROM_FEATURES", "rollout_states", "invariant_of", "linear_drift", "conserved_invariants",
            "invariant_series", "hamiltonian_metrics", "symplectic_reference", "SYMPLECTIC_INTEGRATORS",
            "GLOBAL_TEMPERATURE", "global_temperature", "heat_content", "energy_budget", "gregory_regression",
            "adjustment_time", "climate_response", "with_co2_multiple", "equilibrium_warming",
@@ -119,8 +119,26 @@ def states_from_features(system: AbstractSystem, codec: StateCodec, flat: torch.
     if not torch.is_tensor(flat) or flat.ndim < 1 or flat.shape[-1] != codec.n_features:
         raise ValueError(f"flat must be a tensor (..., {codec.n_features}), got "
                          f"{tuple(flat.shape) if torch.is_tensor(flat) else type(flat).__name__}")
+    if system.name in STATE_FROM_FEATURES:
+        return STATE_FROM_FEATURES[system.name](system, codec, flat)
     inverse = torch.argsort(codec_state_permutation(system, codec)).to(flat.device)
     return flat[..., inverse].reshape(*flat.shape[:-1], *system.state_shape)
+
+
+def _ebm_state(system: AbstractSystem, codec: StateCodec, flat: torch.Tensor) -> torch.Tensor:
+    """``ebm_1d``: the band temperatures ``T`` ``(..., n_lat)`` and an accumulated heating of 0
+    (it enters only the stored ``budget_residual``, not N_toa or the tendency of T)."""
+    n_lat = system.params.n_lat
+    if codec.names != ["T"] or codec.n_features != n_lat:
+        raise ValueError(f"ebm_1d states are decoded from the codec of T alone ({n_lat} bands), got {codec.names} "
+                         f"({codec.n_features} features)")
+    return torch.cat((flat, torch.zeros_like(flat[..., :1])), dim=-1)
+
+
+#: systems whose state holds more than their outputs (an accumulator): codec vectors → states
+STATE_FROM_FEATURES: dict[str, Callable[[AbstractSystem, StateCodec, torch.Tensor], torch.Tensor]] = {
+    "ebm_1d": _ebm_state,
+}
 
 
 def rollout_states(emulator: AbstractEmulator, system: AbstractSystem, codec: StateCodec, context: torch.Tensor,
@@ -348,7 +366,7 @@ def gregory_regression(temperature: Any, heat: Any, times: Any, *, co2_multiple:
     return {"intercept": intercept, "slope": slope, "ecs": ecs, "ecs_2x": ecs * math.log(2.0) / math.log(k)}
 
 
-def adjustment_time(temperature: Any, times: Any, *, tail: float = 0.2, floor: float = 1e-3) -> np.ndarray:
+def adjustment_time(temperature: Any, times: Any, *, tail: float = 0.2, floor: float = 1e-2) -> np.ndarray:
     """E-folding time ``(B,)`` of the approach to equilibrium of ``temperature`` ``(B, T)`` at
     ``times`` ``(T,)``: :math:`τ = −1/β` of :math:`\\ln|T_{eq} − T| = α + βt`, over the points
     with :math:`|T_{eq} − T| > ` ``floor`` :math:`\\cdot|T_{eq} − T_0|` before the first one
