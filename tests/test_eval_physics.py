@@ -132,6 +132,11 @@ def test_symplectic_reference_row_bounds_energy_where_rk4_drifts(kepler):
     assert np.all(np.abs(sym["angular_momentum_drift_slope_relative"]) < 1e-12)
     assert abs(rk4["energy_drift_slope"][e]) * duration > rk4["energy_oscillation"][e]
     assert rk4["energy_drift_slope"][e] < 0  # RK4 dissipates
+    table = P.hamiltonian_report({"rk4": ReferenceEmulator(system, "rk4", H, 1, codec)}, system, codec, truth,
+                                 save_interval=H)
+    assert list(table.learner.values) == ["reference:yoshida4", "rk4"]
+    np.testing.assert_array_equal(table["energy_drift_slope"].values, np.stack([sym["energy_drift_slope"],
+                                                                                  rk4["energy_drift_slope"]]))
     leap = P.symplectic_reference(system, codec, H, "leapfrog")
     assert leap.integrator.name == "leapfrog"
     with pytest.raises(ValueError, match="integrator must be one of"):
@@ -196,6 +201,9 @@ def test_budget_closes_for_reference_and_not_for_leaky_map(slab):
         assert_budget_closed(leaky, abrupt, codec, context, YEARS, 1.0, max_residual_flux=0.05)
     bad = P.energy_budget(leaky, abrupt, codec, context, YEARS, 1.0)
     assert np.all(bad["residual_flux"] < -0.3)  # the leak removes ~0.4 W m-2
+    table = P.climate_report({"reference": ref, "leaky": leaky}, abrupt, codec, context, YEARS, 1.0)
+    np.testing.assert_array_equal(table["budget_residual_flux"].sel(learner="leaky").values, bad["residual_flux"])
+    assert float(table["ecs"].sel(learner="leaky")[0]) < float(table["ecs"].sel(learner="reference")[0])
 
 
 def test_gregory_recovers_analytic_sensitivity(slab):

@@ -68,7 +68,7 @@ __all__ = ["system_codec", "states_from_features", "STATE_FROM_FEATURES", "rollo
            "invariant_series", "hamiltonian_metrics", "symplectic_reference", "SYMPLECTIC_INTEGRATORS",
            "GLOBAL_TEMPERATURE", "global_temperature", "heat_content", "energy_budget", "gregory_regression",
            "adjustment_time", "climate_response", "with_co2_multiple", "equilibrium_warming",
-           "reference_run"]
+           "reference_run", "hamiltonian_report", "climate_report"]
 
 #: the symplectic integrators of the reference row (names in the simulators' registry)
 SYMPLECTIC_INTEGRATORS = ("leapfrog", "yoshida4")
@@ -473,3 +473,48 @@ def equilibrium_warming(emulator_at: Callable[[float], AbstractEmulator], system
     em, ref = np.stack(em_rows), np.stack(ref_rows)
     return {"multiple": np.asarray(multiples, dtype=np.float64), "emulator": em, "reference": ref,
             "error": em - ref}
+
+
+# --- tables for metrics.zarr ---------------------------------------------------------------------
+
+def hamiltonian_report(emulators: Mapping[str, AbstractEmulator], system: AbstractSystem, codec: StateCodec,
+                       truth: torch.Tensor, *, save_interval: float, context: int = 1,
+                       symplectic: str | None = "yoshida4"):
+    """:func:`hamiltonian_metrics` of every emulator as an ``xarray.Dataset`` on
+    ``(learner, trajectory)``; with ``symplectic`` the true system stepped by that integrator
+    once per save interval is the first row, ``reference:<integrator>``."""
+    import xarray as xr
+
+    rows: dict[str, AbstractEmulator] = {}
+    if symplectic is not None:
+        rows[f"reference:{symplectic}"] = symplectic_reference(system, codec, save_interval, symplectic)
+    rows.update(emulators)
+    if not rows:
+        raise ValueError("emulators must name at least one emulator (or pass symplectic)")
+    metrics = {name: hamiltonian_metrics(em, system, codec, truth, save_interval=save_interval, context=context)
+               for name, em in rows.items()}
+    keys = list(next(iter(metrics.values())))
+    return xr.Dataset({k: (("learner", "trajectory"), np.stack([metrics[n][k] for n in rows])) for k in keys},
+                      coords={"learner": list(rows)},
+                      attrs={"system": system.name, "save_interval": float(save_interval)})
+
+
+def climate_report(emulators: Mapping[str, AbstractEmulator], system: AbstractSystem, codec: StateCodec,
+                   context: torch.Tensor, steps: int, save_interval: float, *, co2_multiple: float = 4.0):
+    """Energy budget (:func:`energy_budget`) and response to the CO₂ step
+    (:func:`climate_response`) of every emulator (each carrying ``system``'s raised CO₂) as an
+    ``xarray.Dataset`` on ``(learner, trajectory)``."""
+    import xarray as xr
+
+    if not emulators:
+        raise ValueError("emulators must name at least one emulator")
+    metrics = {}
+    for name, em in emulators.items():
+        budget = energy_budget(em, system, codec, context, steps, save_interval)
+        response = climate_response(em, system, codec, context, steps, save_interval, co2_multiple=co2_multiple)
+        metrics[name] = {**{f"budget_{k}": v for k, v in budget.items()}, **response}
+    keys = list(next(iter(metrics.values())))
+    return xr.Dataset({k: (("learner", "trajectory"), np.stack([metrics[n][k] for n in emulators])) for k in keys},
+                      coords={"learner": list(emulators)},
+                      attrs={"system": system.name, "save_interval": float(save_interval),
+                             "co2_multiple": float(co2_multiple)})
