@@ -306,3 +306,15 @@ def test_ebm_budget_and_sensitivity():
     assert abs(got["tau"][0] - abrupt.heat_capacity_years / p.B) < 1e-3 * got["tau"][0]
     with pytest.raises(AssertionError, match="effective climate sensitivity"):
         assert_climate_sensitivity_close(leaky, abrupt, codec, start, YEARS, 0.5, reference=ref, rtol=0.02)
+
+
+def test_friction_drops_energy_from_the_invariants_but_keeps_energy_mse():
+    system = make_system("mass_spring", friction=0.1)
+    codec = P.system_codec(system)
+    assert "energy" not in P.conserved_invariants(system)
+    start = features_from_state(system, codec, torch.tensor([[1.0, 0.0]], dtype=torch.float64))[:, None]
+    ref = ReferenceEmulator(system, "rk4", 0.01, 10, codec)
+    with torch.no_grad():
+        truth = torch.cat((start, ref.rollout(start, 50)), dim=1)
+    m = P.hamiltonian_metrics(ref, system, codec, truth, save_interval=0.1)
+    assert "energy_drift_slope" not in m and m["energy_mse"][0] < 1e-20

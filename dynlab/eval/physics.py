@@ -64,7 +64,8 @@ from ..emulators.base import AbstractEmulator
 from ..emulators.codec import FieldSpec, StateCodec
 from ..emulators.reference import ReferenceEmulator, codec_state_permutation, state_variables
 
-__all__ = ["system_codec", "states_from_features", "STATE_FROM_FEATURES", "rollout_states", "invariant_of", "linear_drift", "conserved_invariants",
+__all__ = ["system_codec", "states_from_features", "STATE_FROM_FEATURES", "rollout_states", "invariant_of",
+           "linear_drift", "conserved_invariants",
            "invariant_series", "hamiltonian_metrics", "symplectic_reference", "SYMPLECTIC_INTEGRATORS",
            "GLOBAL_TEMPERATURE", "global_temperature", "heat_content", "energy_budget", "gregory_regression",
            "adjustment_time", "climate_response", "with_co2_multiple", "equilibrium_warming",
@@ -251,8 +252,8 @@ def hamiltonian_metrics(emulator: AbstractEmulator, system: AbstractSystem, code
 
     Returns ``(B,)`` arrays: for every conserved invariant ``I`` of the system
     (:func:`conserved_invariants`) ``I_drift_slope`` (per unit model time), ``I_oscillation``,
-    ``I_drift_slope_relative``, ``I_oscillation_relative`` (to ``|I(0)|``, NaN where it is 0),
-    and ``energy_mse`` (HNN: mean over the rolled-out steps of :math:`(H − \\hat H)^2`) when
+    ``I_drift_slope_relative``, ``I_oscillation_relative`` (to ``|I(0)|``, NaN where it is 0;
+    for a vector invariant the component with the largest slope), and ``energy_mse`` (HNN: mean over the rolled-out steps of :math:`(H − \\hat H)^2`) when
     the system declares ``energy``.
     """
     save_interval = _check_positive("save_interval", save_interval)
@@ -270,9 +271,9 @@ def hamiltonian_metrics(emulator: AbstractEmulator, system: AbstractSystem, code
     for name, series in pred_series.items():
         for key, value in _drift_rows(series, times).items():
             out[f"{name}_{key}"] = value
-    if "energy" in pred_series:
+    if "energy" in system.invariants(predicted[:, :1]):  # also with friction: H along both paths
         h_true = invariant_series(system, true_states, ["energy"])["energy"][:, 1:, 0]
-        h_pred = pred_series["energy"][:, 1:, 0]
+        h_pred = invariant_series(system, predicted, ["energy"])["energy"][:, 1:, 0]
         with np.errstate(over="ignore", invalid="ignore"):
             mse = np.mean((h_true - h_pred) ** 2, axis=1)
         out["energy_mse"] = np.where(np.isfinite(mse), mse, np.inf)
@@ -303,7 +304,8 @@ GLOBAL_TEMPERATURE: dict[str, Callable[[AbstractSystem, torch.Tensor], torch.Ten
 def global_temperature(system: AbstractSystem, states: torch.Tensor) -> torch.Tensor:
     """Global-mean temperature ``(...)`` of states ``(..., *state_shape)`` (K or °C)."""
     if system.name not in GLOBAL_TEMPERATURE:
-        raise ValueError(f"no climate checks for system {system.name!r}; known: {', '.join(sorted(GLOBAL_TEMPERATURE))}")
+        raise ValueError(f"no climate checks for system {system.name!r}; "
+                         f"known: {', '.join(sorted(GLOBAL_TEMPERATURE))}")
     return GLOBAL_TEMPERATURE[system.name](system, states)
 
 
@@ -352,7 +354,8 @@ def gregory_regression(temperature: Any, heat: Any, times: Any, *, co2_multiple:
     H = np.asarray(heat, dtype=np.float64)
     t = np.asarray(times, dtype=np.float64)
     if T.ndim != 2 or T.shape != H.shape or t.shape != (T.shape[1],) or T.shape[1] < 3:
-        raise ValueError(f"temperature and heat must be (B, T >= 3) and times (T,), got {T.shape}, {H.shape}, {t.shape}")
+        raise ValueError(f"temperature and heat must be (B, T >= 3) and times (T,), "
+                         f"got {T.shape}, {H.shape}, {t.shape}")
     k = _check_positive("co2_multiple", co2_multiple)
     if k == 1:
         raise ValueError("co2_multiple must differ from 1 (a CO2 step)")
