@@ -160,6 +160,9 @@ def test_metrics_from_a_simulated_store(tmp_path):
     assert ref.integrator.name in P.SYMPLECTIC_INTEGRATORS  # Kepler's default (leapfrog): a symplectic store
     assert np.all(np.abs(m["energy_drift_slope_relative"]) < 1e-3)
     assert np.all(np.abs(m["angular_momentum_drift_slope_relative"]) < 1e-10)
+    table, reason = P.physics_checks({"reference": ref}, ds, [0, 1], ref.codec)
+    assert reason == "" and list(table.learner.values) == ["reference:yoshida4", "reference"]
+    np.testing.assert_array_equal(table["energy_mse"].sel(learner="reference").values, m["energy_mse"])
 
 
 def test_hamiltonian_inputs_are_validated(kepler):
@@ -318,3 +321,25 @@ def test_friction_drops_energy_from_the_invariants_but_keeps_energy_mse():
         truth = torch.cat((start, ref.rollout(start, 50)), dim=1)
     m = P.hamiltonian_metrics(ref, system, codec, truth, save_interval=0.1)
     assert "energy_drift_slope" not in m and m["energy_mse"][0] < 1e-20
+
+
+def test_physics_checks_on_a_slab_store(tmp_path):
+    """`dynlab simulate` abrupt 4× store → physics_checks: the store's reference emulator closes the
+    budget and its Gregory estimate is the analytic 5.35 ln 4 / 1.24 = 5.981 K."""
+    import dynlab
+    from dynlab.config import compose
+    from dynlab.pipeline.simulate import simulate
+
+    out = tmp_path / "slab.zarr"
+    simulate(compose("simulate", ["system=slab_ocean_0d", "system.scenario=abrupt_4x", "ensemble.members=2",
+                                  "time.t_end=80", f"out={out}", "progress=false"]), log=lambda _: None)
+    ds = dynlab.open_dataset(out)
+    ref = ReferenceEmulator.from_dataset(ds)
+    leaky = Scaled(ref, torch.tensor([0]))
+    table, reason = P.physics_checks({"reference": ref, "leaky": leaky}, ds, [0, 1], ref.codec)
+    assert reason == "" and table.attrs["co2_multiple"] == 4.0
+    ecs = 5.35 * math.log(4.0) / 1.24
+    np.testing.assert_allclose(table["ecs"].sel(learner="reference").values, ecs, rtol=1e-6)
+    assert np.all(np.abs(table["budget_residual_flux"].sel(learner="reference").values) < 0.01)
+    assert np.all(table["budget_residual_flux"].sel(learner="leaky").values < -0.1)
+    assert np.all(table["ecs"].sel(learner="leaky").values < 0.97 * ecs)

@@ -69,7 +69,7 @@ __all__ = ["system_codec", "states_from_features", "STATE_FROM_FEATURES", "rollo
            "invariant_series", "hamiltonian_metrics", "symplectic_reference", "SYMPLECTIC_INTEGRATORS",
            "GLOBAL_TEMPERATURE", "global_temperature", "heat_content", "energy_budget", "gregory_regression",
            "adjustment_time", "climate_response", "with_co2_multiple", "equilibrium_warming",
-           "reference_run", "hamiltonian_report", "climate_report"]
+           "reference_run", "hamiltonian_report", "climate_report", "physics_checks"]
 
 #: the symplectic integrators of the reference row (names in the simulators' registry)
 SYMPLECTIC_INTEGRATORS = ("leapfrog", "yoshida4")
@@ -253,7 +253,8 @@ def hamiltonian_metrics(emulator: AbstractEmulator, system: AbstractSystem, code
     Returns ``(B,)`` arrays: for every conserved invariant ``I`` of the system
     (:func:`conserved_invariants`) ``I_drift_slope`` (per unit model time), ``I_oscillation``,
     ``I_drift_slope_relative``, ``I_oscillation_relative`` (to ``|I(0)|``, NaN where it is 0;
-    for a vector invariant the component with the largest slope), and ``energy_mse`` (HNN: mean over the rolled-out steps of :math:`(H − \\hat H)^2`) when
+    for a vector invariant the component with the largest slope), and ``energy_mse`` (HNN: mean
+    over the rolled-out steps of :math:`(H − \\hat H)^2`) when
     the system declares ``energy``.
     """
     save_interval = _check_positive("save_interval", save_interval)
@@ -521,3 +522,45 @@ def climate_report(emulators: Mapping[str, AbstractEmulator], system: AbstractSy
                       coords={"learner": list(emulators)},
                       attrs={"system": system.name, "save_interval": float(save_interval),
                              "co2_multiple": float(co2_multiple)})
+
+
+def physics_checks(emulators: Mapping[str, AbstractEmulator], ds, test_members: Sequence, codec: StateCodec,
+                   *, symplectic: str | None = "yoshida4"):
+    """The family's physics checks of ``emulators`` on the test members of a ``dynlab simulate``
+    store ``ds``: ``(dataset, reason)``, the dataset ``None`` with the reason where none apply.
+
+    * Hamiltonian systems: :func:`hamiltonian_report` along the stored trajectories (truth =
+      the store, warm-up on its first state), with the symplectic reference row;
+    * climate systems (:data:`GLOBAL_TEMPERATURE`) with one CO₂ scenario for all members:
+      :func:`climate_report` of a rollout as long as the store from each member's first state,
+      under the store's scenario (Gregory and adjustment time assume a CO₂ step at t = 0).
+    Emulators with forcing inputs are not run here (their forcing is not built from the store).
+    """
+    from simulators.hamiltonian import AbstractHamiltonianSystem
+
+    from ..data import accessor  # noqa: F401  (registers ds.dynlab)
+
+    if not emulators:
+        raise ValueError("emulators must name at least one emulator")
+    system, save_interval = ds.dynlab.system, ds.dynlab.save_every
+    if save_interval is None:
+        raise ValueError("the dataset does not record its save interval (attribute save_every or a time axis)")
+    if any(getattr(em, "n_forcing", 0) for em in emulators.values()):
+        return None, "an emulator takes forcing inputs; physics checks need its forcing (not built here)"
+    truth = torch.as_tensor(codec.encode(ds.sel(member=list(test_members))))
+    if isinstance(system, AbstractHamiltonianSystem):
+        report = hamiltonian_report(emulators, system, codec, truth, save_interval=save_interval,
+                                    symplectic=symplectic if not system.has_friction else None)
+        return report, ""
+    if system.name in GLOBAL_TEMPERATURE:
+        if system.params.randomize:
+            return None, "per-member CO2 levels: use equilibrium_warming at fixed levels"
+        t_end = float(ds["time"].values[-1])
+        multiple = system.scenario.co2(t_end) / system.params.co2_reference  # the level the step reaches
+        if multiple == 1.0:
+            return None, "CO2 at its reference level: no step to respond to"
+        report = climate_report(emulators, system, codec, truth[:, :1], truth.shape[1] - 1, save_interval,
+                                co2_multiple=multiple)
+        report.attrs["scenario"] = str(system.params.scenario)
+        return report, ""
+    return None, f"no physics checks for system {system.name!r}"
