@@ -161,6 +161,12 @@ def test_metrics_from_a_simulated_store(tmp_path):
     assert np.all(np.abs(m["energy_drift_slope_relative"]) < 1e-3)
     assert np.all(np.abs(m["angular_momentum_drift_slope_relative"]) < 1e-10)
     table, reason = P.physics_checks({"reference": ref}, ds, [0, 1], ref.codec)
+    # a learner's codec with the derived H beside q, p decodes to the same states
+    from dynlab.emulators.codec import StateCodec
+
+    full = StateCodec.from_dataset(ds, ["q", "p", "H"])
+    states = P.states_from_features(ref.system, full, torch.as_tensor(full.encode(ds)))
+    torch.testing.assert_close(states, P.states_from_features(ref.system, ref.codec, truth))
     assert reason == "" and list(table.learner.values) == ["reference:yoshida4", "reference"]
     np.testing.assert_array_equal(table["energy_mse"].sel(learner="reference").values, m["energy_mse"])
 

@@ -116,12 +116,22 @@ def system_codec(system: AbstractSystem) -> StateCodec:
 
 def states_from_features(system: AbstractSystem, codec: StateCodec, flat: torch.Tensor) -> torch.Tensor:
     """Codec vectors ``(..., D)`` → system states ``(..., *state_shape)``; the codec must cover
-    the whole state (raises ``ValueError`` naming what is missing otherwise)."""
+    the whole state (raises ``ValueError`` naming what is missing otherwise); derived outputs in
+    it (a Hamiltonian store's ``H``) are ignored."""
     if not torch.is_tensor(flat) or flat.ndim < 1 or flat.shape[-1] != codec.n_features:
         raise ValueError(f"flat must be a tensor (..., {codec.n_features}), got "
                          f"{tuple(flat.shape) if torch.is_tensor(flat) else type(flat).__name__}")
     if system.name in STATE_FROM_FEATURES:
         return STATE_FROM_FEATURES[system.name](system, codec, flat)
+    plain = state_variables(system)
+    if any(f.name not in plain for f in codec.fields):  # derived outputs (e.g. H) beside the state: drop them
+        keep, offset = [], 0
+        for f in codec.fields:
+            if f.name in plain:
+                keep.extend(range(offset, offset + f.size))
+            offset += f.size
+        codec = StateCodec(tuple(f for f in codec.fields if f.name in plain), codec.coords)
+        flat = flat[..., torch.tensor(keep, dtype=torch.int64, device=flat.device)]
     inverse = torch.argsort(codec_state_permutation(system, codec)).to(flat.device)
     return flat[..., inverse].reshape(*flat.shape[:-1], *system.state_shape)
 
