@@ -93,14 +93,20 @@ def assert_forecast_skill(emulator: AbstractEmulator, ds, *, test_members: Seque
 
 
 def assert_conserves(emulator: AbstractEmulator, context: torch.Tensor, steps: int,
-                     invariant: Callable[[torch.Tensor], torch.Tensor], *, rtol: float = 1e-3,
-                     relative: bool = True) -> np.ndarray:
+                     invariant: Callable[[torch.Tensor], torch.Tensor], *, rtol: float | None = 1e-3,
+                     relative: bool = True, dt: float = 1.0, max_drift_slope: float | None = None,
+                     max_oscillation: float | None = None) -> np.ndarray:
     """Roll out from ``context`` ``(B, C, D)`` and check an invariant's drift.
 
     ``invariant`` maps states ``(..., D)`` to ``(...)`` (e.g. an energy). The drift
     :math:`\\max_t |I_t − I_0|` (relative to :math:`|I_0|` by default), with
-    :math:`I_0` at the last context state, must be ≤ ``rtol`` for every member.
-    Returns the drifts ``(B,)``.
+    :math:`I_0` at the last context state, must be ≤ ``rtol`` for every member
+    (``rtol=None`` skips this check). Optionally, with steps ``dt`` apart in model
+    time (:func:`dynlab.eval.physics.linear_drift`): the least-squares drift slope
+    :math:`|b|` of :math:`I_t − I_0` on t must be ≤ ``max_drift_slope`` and the
+    detrended oscillation amplitude ≤ ``max_oscillation`` (both relative to
+    :math:`|I_0|` when ``relative``). For a system's own invariant use
+    :func:`dynlab.eval.physics.invariant_of`. Returns the drifts ``(B,)``.
     """
     with torch.no_grad():
         forecast = emulator.rollout(context, steps)
@@ -108,10 +114,32 @@ def assert_conserves(emulator: AbstractEmulator, context: torch.Tensor, steps: i
         values = invariant(path)
     if tuple(values.shape) != tuple(path.shape[:2]):
         raise ValueError(f"invariant must map (B, T, D) states to (B, T), got shape {tuple(values.shape)}")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
+        raise ValueError(f"dt must be a finite number > 0 (model time between steps), got {dt!r}")
     drift = M.conservation_drift(values, relative=relative)
     worst = int(np.argmax(drift))
-    assert drift[worst] <= rtol, (f"invariant drifts by {drift[worst]:.3g} (member {worst}, over {steps} steps) "
-                                  f"> rtol = {rtol:.3g}")
+    if rtol is not None:
+        assert drift[worst] <= rtol, (f"invariant drifts by {drift[worst]:.3g} (member {worst}, over {steps} steps) "
+                                      f"> rtol = {rtol:.3g}")
+    if max_drift_slope is not None or max_oscillation is not None:
+        from .eval.physics import linear_drift
+
+        v = values.detach().cpu().double().numpy()
+        slope, amplitude = linear_drift(v, float(dt) * np.arange(v.shape[1]))
+        if relative:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope, amplitude = np.abs(slope) / np.abs(v[:, 0]), amplitude / np.abs(v[:, 0])
+        slope, amplitude = np.nan_to_num(np.abs(slope), nan=np.inf), np.nan_to_num(amplitude, nan=np.inf)
+        kind = "relative " if relative else ""
+        if max_drift_slope is not None:
+            w = int(np.argmax(slope))
+            assert slope[w] <= max_drift_slope, (f"invariant's {kind}drift slope is {slope[w]:.3g} per unit time "
+                                                 f"(member {w}) > max_drift_slope = {max_drift_slope:.3g}")
+        if max_oscillation is not None:
+            w = int(np.argmax(amplitude))
+            assert amplitude[w] <= max_oscillation, (f"invariant's {kind}oscillation about its trend is "
+                                                     f"{amplitude[w]:.3g} (member {w}) > max_oscillation = "
+                                                     f"{max_oscillation:.3g}")
     return drift
 
 
@@ -210,3 +238,72 @@ def assert_stationary_distribution_close(estimate: Any, truth: Any, *, max_tv: f
     assert tv <= max_tv, (f"stationary law differs by total variation {tv:.4g} > max_tv = {max_tv:.4g} "
                           f"(state {worst}: {p[worst]:.4g} vs the truth's {q[worst]:.4g})")
     return tv
+
+
+__all__ += ["assert_budget_closed", "assert_climate_sensitivity_close"]
+
+
+def assert_budget_closed(emulator: AbstractEmulator, system, codec, context: torch.Tensor, steps: int,
+                         save_interval: float, *, max_residual_flux: float = 0.05, t0: float = 0.0,
+                         forcing: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """The emulator's global energy budget closes: along a rollout of ``steps`` steps from
+    ``context`` ``(B, C, D)``, the heat-content change minus the time integral of the
+    system's :math:`N_{toa}` on the emulator's states, over the duration, is at most
+    ``max_residual_flux`` W m⁻² in magnitude for every member
+    (:func:`dynlab.eval.physics.energy_budget`, whose dict it returns)."""
+    from .eval.physics import energy_budget
+
+    if isinstance(max_residual_flux, bool) or not isinstance(max_residual_flux, (int, float)) \
+            or not max_residual_flux > 0:
+        raise ValueError(f"max_residual_flux must be a number > 0 (W m-2), got {max_residual_flux!r}")
+    budget = energy_budget(emulator, system, codec, context, steps, save_interval, t0=t0, forcing=forcing)
+    flux = np.nan_to_num(np.abs(budget["residual_flux"]), nan=np.inf)
+    worst = int(np.argmax(flux))
+    assert flux[worst] <= max_residual_flux, (
+        f"energy budget residual is {budget['residual_flux'][worst]:.4g} W m-2 (member {worst}, heat change "
+        f"{budget['heat_change'][worst]:.4g} J m-2 vs TOA integral {budget['toa_integral'][worst]:.4g} J m-2) "
+        f"> max_residual_flux = {max_residual_flux:.4g} W m-2")
+    return budget
+
+
+def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, context: torch.Tensor,
+                                     steps: int, save_interval: float, *, reference: Any,
+                                     co2_multiple: float = 4.0, rtol: float = 0.05,
+                                     tau_rtol: float | None = None,
+                                     forcing: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """After an abrupt ``co2_multiple``× step (``system`` and ``emulator`` carry the raised CO₂;
+    ``context`` ends at the base state), the emulator's effective sensitivity by Gregory
+    regression (ΔT where its implied net heating vanishes) is within ``rtol`` (relative) of
+    ``reference``: a number (K, the same step's warming) or a reference emulator run the same
+    way; with ``tau_rtol`` and a reference emulator, its adjustment e-folding time too
+    (:func:`dynlab.eval.physics.climate_response`). Returns the emulator's response."""
+    from .eval.physics import climate_response
+
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
+        raise ValueError(f"rtol must be a number > 0, got {rtol!r}")
+    if tau_rtol is not None and not (isinstance(tau_rtol, (int, float)) and tau_rtol > 0):
+        raise ValueError(f"tau_rtol must be a number > 0 or None, got {tau_rtol!r}")
+    got = climate_response(emulator, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
+                           forcing=forcing)
+    if isinstance(reference, AbstractEmulator):
+        want = climate_response(reference, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
+                                forcing=forcing)
+        ecs_ref, tau_ref = want["ecs"], want["tau"]
+    elif isinstance(reference, (int, float)) and not isinstance(reference, bool) and np.isfinite(reference):
+        if tau_rtol is not None:
+            raise ValueError("tau_rtol needs a reference emulator (the adjustment time of the reference run)")
+        ecs_ref, tau_ref = np.full_like(got["ecs"], float(reference)), None
+    else:
+        raise ValueError(f"reference must be a finite number (K) or an emulator, got {type(reference).__name__}")
+    err = np.nan_to_num(np.abs(got["ecs"] - ecs_ref) / np.abs(ecs_ref), nan=np.inf)
+    w = int(np.argmax(err))
+    assert err[w] <= rtol, (f"effective climate sensitivity (Gregory, {co2_multiple:g}x) is {got['ecs'][w]:.4g} K "
+                            f"(member {w}) vs reference {ecs_ref[w]:.4g} K: relative error {err[w]:.3g} "
+                            f"> rtol = {rtol:.3g}")
+    if tau_rtol is not None:
+        err = np.nan_to_num(np.abs(got["tau"] - tau_ref) / np.abs(tau_ref), nan=np.inf)
+        w = int(np.argmax(err))
+        assert err[w] <= tau_rtol, (f"adjustment e-folding time is {got['tau'][w]:.4g} vs reference "
+                                    f"{tau_ref[w]:.4g} (member {w}): relative error {err[w]:.3g} "
+                                    f"> tau_rtol = {tau_rtol:.3g}")
+    return got
