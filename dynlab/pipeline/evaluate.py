@@ -217,6 +217,37 @@ def _tipping_checks(emulator, ds, codec, out_dir: Path, summ: dict[str, Any], op
     return summ
 
 
+def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Path, summ: dict[str, Any],
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    """The family's physics checks (:mod:`dynlab.eval.physics`: Hamiltonian invariants and energy-MSE
+    beside a symplectic reference; climate budget, Gregory sensitivity, adjustment time): writes
+    ``physics.zarr``, the summary's ``physics_*`` numbers and a report section."""
+    from ..eval.physics import physics_checks
+
+    if codec is None:
+        return summ
+    try:
+        table, reason = physics_checks({learner: emulator}, ds, test_members, codec)
+    except ValueError as err:  # e.g. a codec that does not cover the state
+        log(f"physics checks skipped: {err}")
+        return summ
+    if table is None:
+        log(f"physics checks skipped: {reason}")
+        return summ
+    table.to_zarr(out_dir / "physics.zarr", mode="w", consolidated=False)
+    learners = [str(v) for v in table["learner"].values]
+    numbers = {f"physics_{k}": float(np.nanmedian(table[k].sel(learner=learner).values)) for k in table.data_vars}
+    summ = {**summ, **numbers}
+    (out_dir / "summary.json").write_text(json.dumps(summ, indent=1, default=float) + "\n")
+    lines = ["", "## Physics checks", "", "Median over test members (`physics.zarr`).", "",
+             "| quantity | " + " | ".join(learners) + " |", "|---|" + "---|" * len(learners)]
+    lines += [f"| {k} | " + " | ".join(f"{float(np.nanmedian(table[k].sel(learner=name).values)):.4g}"
+                                     for name in learners) + " |" for k in table.data_vars]
+    with open(out_dir / "report.md", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return summ
+
+
 def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None) -> EvaluateResult:
     """Run the ``evaluate`` config (``configs/evaluate.yaml``) on a run directory.
 
@@ -288,6 +319,8 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     except ValueError as err:
         raise ConfigError(str(err).splitlines()[0]) from None
     summ = _tipping_checks(emulator, ds, codec, out_dir, summ, opts, log)
+    with np.errstate(over="ignore", invalid="ignore"):
+        summ = _physics_checks(emulator, learner, ds, test_members, codec, out_dir, summ, log)
     paths = {"metrics": out_dir / "metrics.zarr", "summary": out_dir / "summary.json", "report": out_dir / "report.md",
              **{f"figure_{p.stem}": p for p in sorted((out_dir / "figures").glob("*.png"))}}
     best = summ["ranking"][0] if summ.get("ranking") else learner
