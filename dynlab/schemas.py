@@ -187,6 +187,9 @@ def register_schemas() -> None:
     for name in ("simulate", "train", "evaluate", "verify", "ews"):
         cs.store(name=f"_schema_{name}", node=_defaults_node(COMMAND_SCHEMAS[name], _GROUP_KEYS))
     cs.store(name="_schema_run", node=defaults(RunOnlySchema))
+    from .pinn.config import PinnConfig
+
+    cs.store(name="_schema_pinn", node=defaults(PinnConfig))  # pinn experiments: `- /_schema_pinn@pinn`
     for name, spec in LEARNERS.items():
         cs.store(group="learner", name=f"_schema_{name}",
                  node={"name": name, "trainable": spec.trainable, **dict(spec.options)})

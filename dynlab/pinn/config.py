@@ -7,82 +7,28 @@ hold only what differs from these defaults.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
-from dataclasses import dataclass, field
-from numbers import Real
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..schema import check, option
 
 __all__ = ["NetworkConfig", "CausalConfig", "BalanceConfig", "PinnConfig"]
 
 
-def option(default: Any, help: str, **meta: Any) -> Any:
-    """A dataclass field with the metadata dynlab's schema reads (help, ge/gt/le/lt, choices)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **meta})
-    if dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: dataclasses.replace(default), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
-
-
-def _check_value(path: str, value: Any, f: dataclasses.Field, hint: Any) -> Any:
-    meta = f.metadata
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{path} must not be null")
-    base = next((a for a in args if a is not type(None)), hint) if origin is typing.Union or optional else hint
-    if dataclasses.is_dataclass(base):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a section (mapping), got {value!r}")
-        return _build(base, value, path)
-    if base is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {value!r}")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
-    elif base is float:
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise ConfigError(f"{path} must be a finite number, got {value!r}")
-        value = float(value)
-    elif base is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, got {value!r}")
-    elif typing.get_origin(base) is list:
-        if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, Real) for v in value):
-            raise ConfigError(f"{path} must be a list of numbers, got {value!r}")
-        value = [float(v) for v in value]
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{path} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
-    for key, ok, text in (("ge", lambda v, b: v >= b, ">="), ("gt", lambda v, b: v > b, ">"),
-                          ("le", lambda v, b: v <= b, "<="), ("lt", lambda v, b: v < b, "<")):
-        if key in meta:
-            items = value if isinstance(value, list) else [value]
-            if any(not ok(v, meta[key]) for v in items):
-                raise ConfigError(f"{path} must be {text} {meta[key]}, got {value!r}")
-    return value
-
-
 def _build(cls: type, data: Mapping[str, Any], path: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path} must be a section (mapping), got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{path} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    """Check ``data`` against the schema ``cls`` (:func:`dynlab.schema.check`: unknown keys, types,
+    bounds, choices; one-line ``ConfigError``), build it with its nested sections, and run each
+    section's own ``check(path)`` for constraints between keys."""
+    checked = check(data, cls, path)
     hints = typing.get_type_hints(cls)
-    values = {name: _check_value(f"{path}.{name}", data[name], fields[name], hints[name])
-              for name in data}
+    values = {name: _build(hints[name], value, f"{path}.{name}")
+              if dataclasses.is_dataclass(hints[name]) else value for name, value in checked.items()}
     out = cls(**values)
-    check = getattr(out, "check", None)
-    if check is not None:
-        check(path)
+    own_check = getattr(out, "check", None)
+    if own_check is not None:
+        own_check(path)
     return out
 
 
