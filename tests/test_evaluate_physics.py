@@ -24,3 +24,24 @@ def test_hamiltonian_run_reports_energy_checks(tmp_path):
     ref = float(np.nanmedian(table["energy_oscillation_relative"].sel(learner="reference:yoshida4").values))
     assert ref < 1e-3 and "physics_energy_mse" in summary
     assert "## Physics checks" in (result.run_dir / "report.md").read_text()
+
+
+def test_lorenz96_run_reports_climate_floor_and_lyapunov_spectra(tmp_path):
+    cfg = compose("run", ["system=lorenz96", "system.K=8", "name=l96", "learner=linear", "ensemble.members=12",
+                          "time.t_end=20", "time.spinup=5", "data.context=4", "data.split.train=0.5",
+                          "data.split.val=0.25", "data.split.test=0.25", "train.steps=0",
+                          "evaluate.eval.horizon=10", "evaluate.eval.starts_per_member=2",
+                          "evaluate.eval.long_rollout=200", "evaluate.eval.climate_transient=20",
+                          "evaluate.eval.lyapunov_exponents=3", "evaluate.eval.lyapunov_steps=60",
+                          "evaluate.eval.plots=false", "evaluate.eval.baselines=[persistence]",
+                          f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "progress=false"])
+    result = run(cfg, log=lambda m: None, echo=lambda m: None)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    climate = xr.open_zarr(result.run_dir / "climate.zarr", consolidated=False)
+    assert {"wasserstein_ratio", "acf_ratio", "spec_space_ratio"} <= set(climate.data_vars)
+    # a linear one-step map cannot hold Lorenz96's climate: far beyond the truth-vs-truth floor
+    assert summary["climate_acf_ratio"] > 2 or summary["climate_wasserstein_ratio"] > 2
+    assert len(summary["lyapunov_system"]) == 3 and summary["lyapunov_system"][0] > 0.5  # chaotic truth
+    assert summary["lyapunov_emulator"][0] < summary["lyapunov_system"][0]  # the linear fit is not chaotic
+    report = (result.run_dir / "report.md").read_text()
+    assert "## Climate against the noise floor" in report and "## Lyapunov spectrum" in report

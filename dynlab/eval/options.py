@@ -64,6 +64,13 @@ class EvalOptions:
     spectrum_nperseg: int = option(256, "Welch segment length of the power spectra", ge=4)
     spectrum_tail: float = option(0.5, "spectral divergence over f >= tail * Nyquist", ge=0, lt=1)
     bins: int = option(50, "histogram bins of the marginals", ge=2)
+    climate_floor: bool = option(True, "climate scores of the emulator's long rollouts against the truth-vs-truth "
+                                       "floor (needs 2x the test members among the training members)")
+    climate_transient: int = option(100, "saves of each long rollout dropped before the climate scores", ge=0)
+    lyapunov_exponents: int = option(0, "leading Lyapunov exponents of the emulator's one-step map, beside the "
+                                        "reference system's by the same code (0: skip)", ge=0)
+    lyapunov_steps: int = option(400, "steps of the emulator's Lyapunov estimate (a tenth more are transient)",
+                                 ge=10)
     plots: bool = option(True, "write figures/*.png")
 
     def __post_init__(self) -> None:

@@ -142,9 +142,100 @@ def evaluate_emulators(emulators: Mapping[str, AbstractEmulator], ds, test_membe
     metrics.attrs["notes"] = "; ".join(setup.notes)
     summ = make_summary(metrics, emulator=str(names[0]), extra=extra, n_boot=opts.n_boot, ci=opts.ci,
                         seed=opts.seed)
+    climate, lyap = _climate_floor(first, ds, setup, log), _lyapunov(first, ds, setup, log)
+    summ.update(_summary_numbers(climate, lyap))
     if out_dir is not None:
         write_results(metrics, Path(out_dir), emulator=str(names[0]), title=title, plots=opts.plots, summ=summ)
+        _write_chaos(Path(out_dir), climate, lyap)
     return metrics, summ
+
+
+def _climate_floor(emulator, ds, setup, log):
+    """Per-variable W1, sliced W1, ACF and spectral distances of the emulator's long rollouts as
+    ratios to the truth-vs-truth floor (:mod:`dynlab.eval.climate`); None where not applicable."""
+    opts = setup.options
+    if not (opts.climate_floor and setup.long_rollout and setup.system is not None) or setup.stochastic:
+        return None
+    from ..eval.climate import reference_climate_scores
+
+    transient = min(opts.climate_transient, setup.long_rollout // 2)
+    lattice = [f.name for f in setup.codec.fields if tuple(f.dims) == ("k",)]  # periodic lattices (Lorenz96)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return reference_climate_scores(emulator, ds, setup, transient, lattice=lattice,
+                                            nperseg=min(setup.nperseg, setup.long_rollout - transient))
+    except ValueError as err:
+        log(f"climate floor skipped: {err}")
+        setup.notes.append(f"climate floor skipped: {err}")
+        return None
+
+
+def _lyapunov(emulator, ds, setup, log):
+    """The emulator's leading Lyapunov exponents and the reference system's, by the same code
+    (:func:`dynlab.eval.lyapunov.emulator_lyapunov_spectrum`) from the same two test starts."""
+    opts = setup.options
+    if not opts.lyapunov_exponents or setup.system is None or setup.stochastic:
+        return None
+    from ..emulators.reference import ReferenceEmulator
+    from ..eval.lyapunov import emulator_lyapunov_spectrum
+
+    D = setup.codec.n_features
+    k = min(opts.lyapunov_exponents, D)
+    contexts = torch.as_tensor(setup.contexts.reshape(len(setup.members), -1, setup.context, D)[:2, 0],
+                               dtype=torch.float64)
+    kwargs = dict(n_steps=opts.lyapunov_steps, k=k, transient=max(1, opts.lyapunov_steps // 10), dt=setup.dt)
+    try:
+        reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
+    except ValueError as err:
+        log(f"Lyapunov spectra skipped: {err}")
+        return None
+    log(f"Lyapunov spectra of the emulator and the system ({k} exponents, {opts.lyapunov_steps} steps)")
+    dtype = next(emulator.parameters(), torch.zeros(())).dtype
+    emulator.double()
+    try:
+        em = emulator_lyapunov_spectrum(emulator, contexts, **kwargs)
+    finally:
+        emulator.to(dtype)
+    ref = emulator_lyapunov_spectrum(reference.double(), contexts, **kwargs)
+    return {"emulator": em, "system": ref}
+
+
+def _summary_numbers(climate, lyap) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if climate is not None:
+        for name, var in climate.data_vars.items():
+            if str(name).endswith("_ratio"):
+                values = np.asarray(var.values, dtype=float)
+                out[f"climate_{name}"] = float(np.nanmax(values)) if values.size else float("nan")
+    if lyap is not None:
+        for who, res in lyap.items():
+            out[f"lyapunov_{who}"] = [float(v) for v in res.spectrum]
+            out[f"kaplan_yorke_{who}"] = float(res.kaplan_yorke)
+    return out
+
+
+def _write_chaos(out_dir: Path, climate, lyap) -> None:
+    lines = []
+    if climate is not None:
+        climate.to_zarr(out_dir / "climate.zarr", mode="w", consolidated=False)
+        lines += ["", "## Climate against the noise floor", "",
+                  "Distance of the emulator's long rollouts from the truth divided by the distance between two "
+                  "independent truth samples of the same size (1: as close as the truth is to itself; "
+                  "`climate.zarr`; largest over variables).", "", "| score | ratio to floor |", "|---|---|"]
+        lines += [f"| {str(n)[:-6]} | {float(np.nanmax(np.asarray(v.values, dtype=float))):.3g} |"
+                  for n, v in climate.data_vars.items() if str(n).endswith("_ratio")]
+    if lyap is not None:
+        em, ref = lyap["emulator"], lyap["system"]
+        lines += ["", "## Lyapunov spectrum", "",
+                  f"Leading exponents (per model time) of the emulator's one-step map on (state, hidden state) and "
+                  f"of the reference system, by the same QR code from the same {em.exponents.shape[0]} starts.", "",
+                  "| | " + " | ".join(f"λ{i + 1}" for i in range(len(em.spectrum))) + " | Kaplan–Yorke (of these) |",
+                  "|---|" + "---|" * (len(em.spectrum) + 1)]
+        for who, res in (("emulator", em), ("system", ref)):
+            lines.append(f"| {who} | " + " | ".join(f"{v:.3f}" for v in res.spectrum) + f" | {res.kaplan_yorke:.2f} |")
+    if lines:
+        with open(out_dir / "report.md", "a") as fh:
+            fh.write("\n".join(lines) + "\n")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
