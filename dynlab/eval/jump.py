@@ -184,34 +184,43 @@ def estimate_rate_matrix_observed(observed: Any, *, interval: float, n_states: i
     off = ~np.eye(N, dtype=bool)
     guess = pairs / (interval * leaving[:, None])
     floor = 0.1 / (interval * leaving.sum())
-    theta0 = torch.tensor(np.log(np.maximum(guess[off], floor)), dtype=torch.float64)
+    # log-rates bounded smoothly to [log floor, log(50 / interval)]: a rate the grid cannot resolve
+    # (zero, or far faster than the sampling) stays finite instead of running away in the search
+    lo, hi = math.log(floor), math.log(50.0 / interval)
+    guess_theta = np.clip(np.log(np.maximum(guess[off], floor)), lo + 1e-6, hi - 1e-6)
+    phi0 = torch.tensor(np.log((guess_theta - lo) / (hi - guess_theta)), dtype=torch.float64)
     counts = torch.tensor(pairs)
     off_t = torch.from_numpy(off)
+
+    def log_rates(phi: torch.Tensor) -> torch.Tensor:
+        return lo + (hi - lo) * torch.sigmoid(phi)
 
     def generator(theta: torch.Tensor) -> torch.Tensor:
         rates = torch.zeros(N, N, dtype=torch.float64).masked_scatter(off_t, theta.exp())
         return rates - torch.diag(rates.sum(1))
 
-    def nll(theta: torch.Tensor) -> torch.Tensor:
-        P = torch.linalg.matrix_exp(interval * generator(theta))
+    def nll(phi: torch.Tensor) -> torch.Tensor:
+        P = torch.linalg.matrix_exp(interval * generator(log_rates(phi)))
         return -(counts * torch.log(P.clamp_min(1e-300))).sum()
 
-    theta = theta0.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
+    phi = phi0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([phi], max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-14,
                             line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = nll(theta)
+        loss = nll(phi)
         loss.backward()
         return loss
 
     opt.step(closure)
-    theta = theta.detach()
-    hess = torch.autograd.functional.hessian(nll, theta)
+    phi = phi.detach()
+    theta = log_rates(phi)
+    hess = torch.autograd.functional.hessian(nll, phi)
     try:
         cov = torch.linalg.inv(hess)
-        se_theta = cov.diagonal().clamp_min(0).sqrt()
+        dtheta = (hi - lo) * torch.sigmoid(phi) * (1 - torch.sigmoid(phi))  # chain rule to the log-rates
+        se_theta = cov.diagonal().clamp_min(0).sqrt() * dtheta
     except RuntimeError:  # singular information: a rate not identifiable from these data
         se_theta = torch.full_like(theta, math.inf)
     Q = generator(theta).numpy()

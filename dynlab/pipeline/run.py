@@ -77,6 +77,13 @@ def _precheck(c: Mapping[str, Any], n_times: int) -> None:
                           f"{c['ensemble']['members']} to fit evaluate.eval.baseline_members on")
 
 
+def _is_jump_system(system) -> bool:
+    """Path-sampled systems whose store carries the true generator (``rate_matrix``)."""
+    from simulators.path import AbstractPathSystem
+
+    return isinstance(system, AbstractPathSystem) and any(v.name == "rate_matrix" for v in system.variables)
+
+
 def beats_baselines_until_vpt(metrics_path: Path, emulator: str, vpt: float | None, dt: float) -> dict[str, bool]:
     """For each baseline: is the emulator's RMSE below it at every lead ≤ the emulator's median VPT?"""
     import numpy as np
@@ -165,7 +172,9 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
         sim = {**_section(c, SimulateSchema), "seed": c["data_seed"]}  # the data seed, not the model's
         probe = dict(sim) if sim.get("out") else {**sim, "out": str(Path(c.get("cache_dir") or "data/cache") / "x.zarr")}
         plan = plan_simulation(probe)
-        _precheck(c, plan.grid.n_saves)
+        jump = _is_jump_system(plan.system)
+        if not jump:
+            _precheck(c, plan.grid.n_saves)
         if not sim.get("out"):
             sim["out"] = str(_store_path(plan, c.get("cache_dir") or "data/cache"))
         check_run_dir(c["run_dir"], stores=[sim["out"]])  # before any compute
@@ -174,6 +183,12 @@ def _run(c: dict[str, Any], log, echo) -> RunResult:
         dist.barrier()
         store = Path(sim["out"])
         seconds["simulate"] = time.perf_counter() - t0
+        if jump:  # a Markov jump process: the rate-matrix baseline and its metrics, no emulator
+            from .jump import jump_run
+
+            run_dir = Path(c["run_dir"])
+            summ = jump_run(c, store, run_dir, log=say, echo=echo) if dist.is_main else {}
+            return RunResult(store, run_dir, run_dir / "report.md", summ, seconds)
 
         # --- train ----------------------------------------------------------------------
         t0 = time.perf_counter()
