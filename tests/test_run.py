@@ -20,7 +20,8 @@ def tiny(tmp_path, *extra: str) -> list[str]:
             "data.split.train=0.5", "data.split.val=0.25", "data.split.test=0.25",
             "loss.one_step_steps=2", "loss.horizon.max=3", "train.steps=4", "train.batch_size=4",
             "train.val_every=2", "train.val_windows=8", "evaluate.eval.horizon=8",
-            "evaluate.eval.starts_per_member=2", "evaluate.eval.long_rollout=40", "evaluate.eval.plots=false",
+            "evaluate.eval.starts_per_member=2", "evaluate.eval.lyapunov_exponents=0",
+            "evaluate.eval.long_rollout=40", "evaluate.eval.plots=false",
             f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "progress=false", *extra]
 
 

@@ -30,7 +30,8 @@ def tiny_run(root: Path, *extra: str) -> list[str]:
             "loss.horizon.max=3", "train.steps=4", "train.batch_size=4", "train.val_every=2",
             "train.val_windows=8", "train.checkpoint_every=2", "train.keep_checkpoints=null",
             "evaluate.eval.horizon=8", "evaluate.eval.starts_per_member=2",
-            "evaluate.eval.long_rollout=0", "evaluate.eval.plots=false", "evaluate.eval.lyapunov=false",
+            "evaluate.eval.long_rollout=0", "evaluate.eval.lyapunov_exponents=0",
+            "evaluate.eval.plots=false", "evaluate.eval.lyapunov=false",
             f"cache_dir={root / 'cache'}", f"run_dir={root / 'run'}", "progress=false", *extra]
 
 
