@@ -23,6 +23,8 @@ def test_hamiltonian_run_reports_energy_checks(tmp_path):
     # the symplectic reference keeps energy bounded: its relative oscillation is small
     ref = float(np.nanmedian(table["energy_oscillation_relative"].sel(learner="reference:yoshida4").values))
     assert ref < 1e-3 and "physics_energy_mse" in summary
+    low, high = summary["physics_intervals"]["energy_mse"]
+    assert low <= summary["physics_energy_mse"] <= high
     assert "## Physics checks" in (result.run_dir / "report.md").read_text()
 
 

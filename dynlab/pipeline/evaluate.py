@@ -325,15 +325,29 @@ def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Pa
     if table is None:
         log(f"physics checks skipped: {reason}")
         return summ
+    from ..eval.stats import bootstrap
+
     table.to_zarr(out_dir / "physics.zarr", mode="w", consolidated=False)
     learners = [str(v) for v in table["learner"].values]
-    numbers = {f"physics_{k}": float(np.nanmedian(table[k].sel(learner=learner).values)) for k in table.data_vars}
+
+    def interval(name: str, who: str):
+        values = np.asarray(table[name].sel(learner=who).values, dtype=float).reshape(-1)
+        if not np.isfinite(values).any():
+            return None
+        return bootstrap(values, np.nanmedian, n_boot=1000, seed=0)["value"]
+
+    cells = {(k, who): interval(str(k), who) for k in table.data_vars for who in learners}
+    numbers = {f"physics_{k}": (cells[k, learner].estimate if cells[k, learner] is not None else float("nan"))
+               for k in table.data_vars}
+    numbers["physics_intervals"] = {str(k): [c.low, c.high] for (k, who), c in cells.items()
+                                    if who == learner and c is not None}
     summ = {**summ, **numbers}
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=1, default=float) + "\n")
-    lines = ["", "## Physics checks", "", "Median over test members (`physics.zarr`).", "",
-             "| quantity | " + " | ".join(learners) + " |", "|---|" + "---|" * len(learners)]
-    lines += [f"| {k} | " + " | ".join(f"{float(np.nanmedian(table[k].sel(learner=name).values)):.4g}"
-                                     for name in learners) + " |" for k in table.data_vars]
+    lines = ["", "## Physics checks", "", "Median over test trajectories with 95 % bootstrap intervals "
+             "(`physics.zarr`).", "", "| quantity | " + " | ".join(learners) + " |", "|---|" + "---|" * len(learners)]
+    lines += [f"| {k} | " + " | ".join("—" if cells[k, who] is None else
+                                     f"{cells[k, who].estimate:.4g} [{cells[k, who].low:.3g}, {cells[k, who].high:.3g}]"
+                                     for who in learners) + " |" for k in table.data_vars]
     with open(out_dir / "report.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")
     return summ
