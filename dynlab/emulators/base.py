@@ -32,7 +32,7 @@ from torch import nn
 
 from ..threads import state_numel, step_threads
 
-__all__ = ["AbstractEmulator", "Normalizer"]
+__all__ = ["features_of", "AbstractMarkovEmulator", "AbstractEmulator", "Normalizer"]
 
 
 class Normalizer(nn.Module):
@@ -107,6 +107,16 @@ class AbstractEmulator(nn.Module, ABC):
                 raise ValueError(f"forcing must have shape {want}, got {tuple(forcing.shape)}")
         elif self.n_forcing:
             raise ValueError(f"this emulator needs forcing with {self.n_forcing} features")
+
+    def check_windows(self, x: torch.Tensor, min_length: int = 1, *, finite: bool = False) -> None:
+        """Validate training windows ``x`` ``(N, L >= min_length, D)`` (and, with ``finite``, their values)."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features \
+                or x.shape[1] < min_length:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            length = "L" if min_length <= 1 else f"L >= {min_length}"
+            raise ValueError(f"training windows must have shape (N, {length}, {self.n_features}), got {shape}")
+        if finite and not bool(torch.isfinite(x).all()):
+            raise ValueError("training windows contain non-finite values")
 
     #: compile the step loop of :meth:`rollout` with ``torch.compile`` (eager fallback with a warning)
     rollout_compile: bool = False
@@ -232,3 +242,44 @@ def _clone_tree(tree: Any) -> Any:
     if isinstance(tree, list):
         return [_clone_tree(t) for t in tree]
     return tree
+
+
+def features_of(codec: Any) -> tuple[int, Any]:
+    """``(n_features, codec or None)`` from a :class:`~dynlab.emulators.codec.StateCodec` or a feature count."""
+    from .codec import StateCodec
+
+    if isinstance(codec, StateCodec):
+        return codec.n_features, codec
+    if isinstance(codec, int) and not isinstance(codec, bool):
+        return codec, None
+    raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+
+
+class AbstractMarkovEmulator(AbstractEmulator):
+    r"""An emulator without memory: a learned one-step map :math:`x_{t+1} = \Phi(x_t)`.
+
+    Subclasses implement :meth:`advance` ``(B, D) -> (B, D)``; teacher-forced ``forward``,
+    ``initial_state`` (None) and ``step`` follow from it. No forcing inputs.
+    """
+
+    @abstractmethod
+    def advance(self, x: torch.Tensor) -> torch.Tensor:
+        """The prediction of the next state for states ``x`` ``(B, D)``."""
+
+    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_input(x, "x", forcing)
+        B, L, D = x.shape
+        return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> Any:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        return None
+
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
+        if forcing_t is not None:
+            raise ValueError(f"{type(self).__name__} takes no forcing, got a forcing tensor")
+        return self.advance(x_t), None

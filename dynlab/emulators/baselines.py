@@ -86,11 +86,7 @@ class LinearOneStep(AbstractEmulator):
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> "LinearOneStep":
         """Fit on windows ``x`` ``(N, L, D)`` (physical units, ``L >= 2``); returns ``self``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("training windows contain non-finite values")
+        self.check_windows(x, 2, finite=True)
         x = x.detach().to("cpu", torch.float64)
         D = self.n_features
         self.normalizer.fit(x)
@@ -187,11 +183,7 @@ class DampedPersistence(AbstractEmulator):
     @torch.no_grad()
     def fit(self, x: torch.Tensor) -> "DampedPersistence":
         """Fit on windows ``x`` ``(N, L >= 2, D)``; returns ``self``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("training windows contain non-finite values")
+        self.check_windows(x, 2, finite=True)
         x = x.detach().to("cpu", torch.float64)
         c = x.reshape(-1, self.n_features).mean(0)
         a = x - c

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..models.energy import EnergyHead, ReplayBuffer, best_of_n, descend
 from ..models.neural_ode import no_autocast
-from .base import AbstractEmulator, Normalizer
+from .base import AbstractEmulator, Normalizer, features_of
 from .codec import StateCodec
 
 __all__ = ["EnergyBasedEmulator", "EnergyBasedOptions", "INITIAL_GUESSES"]
@@ -122,12 +122,7 @@ class EnergyBasedEmulator(AbstractEmulator):
 
     def __init__(self, codec: StateCodec | int, options: EnergyBasedOptions | None = None,
                  physics: nn.Module | None = None):
-        if isinstance(codec, StateCodec):
-            n_features = codec.n_features
-        elif isinstance(codec, int) and not isinstance(codec, bool):
-            n_features, codec = codec, None
-        else:
-            raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+        n_features, codec = features_of(codec)
         super().__init__(n_features)
         o = options if options is not None else EnergyBasedOptions()
         if not isinstance(o, EnergyBasedOptions):
@@ -189,9 +184,7 @@ class EnergyBasedEmulator(AbstractEmulator):
     @torch.no_grad()
     def fit_normalizers(self, x: torch.Tensor) -> "EnergyBasedEmulator":
         """State and increment statistics from training windows ``x`` ``(N, L >= 2, D)``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
+        self.check_windows(x, 2)
         x = x.detach().to("cpu", torch.float64)
         self.normalizer.fit(x)
         self.increment_normalizer.fit(x[:, 1:] - x[:, :-1])

@@ -28,7 +28,7 @@ import torch
 
 from ..models.hnn import HAMILTONIANS, LearnedHamiltonianSystem
 from ..models.neural_ode import ACTIVATIONS, no_autocast
-from .base import AbstractEmulator
+from .base import AbstractMarkovEmulator
 from .codec import StateCodec
 
 __all__ = ["HNNEmulator", "HNNOptions", "HNN_INTEGRATORS"]
@@ -64,7 +64,7 @@ def _field_indices(codec: StateCodec) -> dict[str, torch.Tensor]:
     return out
 
 
-class HNNEmulator(AbstractEmulator):
+class HNNEmulator(AbstractMarkovEmulator):
     """Learned Hamiltonian + symplectic integrator over one save interval (module docstring).
 
     Args:
@@ -135,9 +135,7 @@ class HNNEmulator(AbstractEmulator):
     @torch.no_grad()
     def fit_normalizers(self, x: torch.Tensor) -> "HNNEmulator":
         """Means per coordinate and one pooled scale each for q and p, from windows ``x`` ``(N, L, D)``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L, {self.n_features}), got {shape}")
+        self.check_windows(x)
         flat = x.detach().to("cpu", torch.float64).reshape(-1, self.n_features)
         for index, mean, scale in ((self.q_index, self.q_mean, self.q_scale), (self.p_index, self.p_mean, self.p_scale)):
             part = flat[:, index.cpu()]
@@ -189,24 +187,6 @@ class HNNEmulator(AbstractEmulator):
         f = self.hamiltonian.vector_field(self._scaled(x)).to(x.dtype)
         scale = torch.cat((self.q_scale.expand(self.dof), self.p_scale.expand(self.dof))).to(x.dtype)
         return f * scale / self.save_interval
-
-    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, "x", forcing)
-        B, L, D = x.shape
-        return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
-
-    def initial_state(self, batch: int, device=None, dtype=None) -> Any:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
-        return None
-
-    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
-        if forcing_t is not None:
-            raise ValueError("HNNEmulator takes no forcing, got a forcing tensor")
-        return self.advance(x_t), None
 
     def extra_repr(self) -> str:
         return (f"dof={self.dof}, hamiltonian={self.options.hamiltonian!r}, integrator={self.integrator_name!r}, "

@@ -22,7 +22,7 @@ import torch
 
 from ..models.neural_ode import (ACTIVATIONS, ADAPTIVE_METHODS, FIXED_STEP_METHODS, MLPVectorField, ODEFlow,
                                  no_autocast)
-from .base import AbstractEmulator, Normalizer
+from .base import AbstractMarkovEmulator, Normalizer, features_of
 from .codec import StateCodec
 
 __all__ = ["NeuralODEEmulator", "NeuralODEOptions"]
@@ -47,7 +47,7 @@ class NeuralODEOptions:
                             ge=0)
 
 
-class NeuralODEEmulator(AbstractEmulator):
+class NeuralODEEmulator(AbstractMarkovEmulator):
     """Learned vector field + ODE solver over one save interval (module docstring).
 
     Args:
@@ -61,12 +61,7 @@ class NeuralODEEmulator(AbstractEmulator):
     trainable = True
 
     def __init__(self, codec: StateCodec | int, options: NeuralODEOptions | None = None, save_interval: float = 1.0):
-        if isinstance(codec, StateCodec):
-            n_features = codec.n_features
-        elif isinstance(codec, int) and not isinstance(codec, bool):
-            n_features, codec = codec, None
-        else:
-            raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+        n_features, codec = features_of(codec)
         super().__init__(n_features)
         o = options if options is not None else NeuralODEOptions()
         if isinstance(o.hidden, (str, bytes)) or not hasattr(o.hidden, "__iter__"):
@@ -85,9 +80,7 @@ class NeuralODEEmulator(AbstractEmulator):
     @torch.no_grad()
     def fit_normalizers(self, x: torch.Tensor) -> "NeuralODEEmulator":
         """State statistics from training windows ``x`` ``(N, L, D)``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L, {self.n_features}), got {shape}")
+        self.check_windows(x)
         self.normalizer.fit(x.detach().to("cpu", torch.float64))
         return self
 
@@ -104,24 +97,6 @@ class NeuralODEEmulator(AbstractEmulator):
         with no_autocast(x):
             z = self.normalizer.normalize(x).to(self._dtype())
             return self.normalizer.denormalize(self.flow(z, 1.0).to(x.dtype))
-
-    def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_input(x, "x", forcing)
-        B, L, D = x.shape
-        return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
-
-    def initial_state(self, batch: int, device=None, dtype=None) -> Any:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
-        return None
-
-    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
-        if forcing_t is not None:
-            raise ValueError("NeuralODEEmulator takes no forcing, got a forcing tensor")
-        return self.advance(x_t), None
 
     def extra_repr(self) -> str:
         o = self.options

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import AbstractEmulator, Normalizer
+from .base import AbstractEmulator, Normalizer, features_of
 from .codec import StateCodec
 
 __all__ = ["SSMEmulator", "SPATIAL_ENCODERS", "periodic_site_index"]
@@ -108,12 +108,7 @@ class SSMEmulator(AbstractEmulator):
     def __init__(self, codec: StateCodec | int, d_model: int = 64, n_layers: int = 4, block: str = "s4d",
                  spatial_encoder: str | None = None, kernel_size: int = 5, spatial_dim: str = "k",
                  backbone: dict[str, Any] | None = None, decoder_init_scale: float = 0.1):
-        if isinstance(codec, StateCodec):
-            n_features = codec.n_features
-        elif isinstance(codec, int) and not isinstance(codec, bool):
-            n_features, codec = codec, None
-        else:
-            raise ValueError(f"codec must be a StateCodec or a number of features, got {type(codec).__name__}")
+        n_features, codec = features_of(codec)
         super().__init__(n_features)
         for name, value in (("d_model", d_model), ("n_layers", n_layers)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -161,9 +156,7 @@ class SSMEmulator(AbstractEmulator):
 
         With the periodic encoder the statistics of each channel are pooled over sites.
         """
-        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features or x.shape[1] < 2:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"training windows must have shape (N, L >= 2, {self.n_features}), got {shape}")
+        self.check_windows(x, 2)
         x = x.detach().to("cpu", torch.float64)
         for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
             flat = data.reshape(-1, self.n_features)
