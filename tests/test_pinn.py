@@ -10,7 +10,7 @@ from dynlab.errors import ConfigError
 from dynlab.pinn import PinnConfig, PinnNetwork, PinnProblem, derivatives, residual_for, train_pinn
 from dynlab.pinn.config import NetworkConfig
 from dynlab.pinn.networks import FourierInterpolant
-from dynlab.pinn.residuals import Residual
+from dynlab.pinn.residuals import AbstractResidual
 from dynlab.pinn.train import chunk_losses
 from dynlab.train.causal import CausalWeighting
 from simulators import make_system
@@ -81,7 +81,7 @@ def test_residual_registry_refuses_unknown_systems():
         residual_for(make_system("lorenz96_two_scale"))
 
 
-class _Decay(Residual):
+class _Decay(AbstractResidual):
     """u_t = −u: exact solution u0 e^{−t}."""
     kind = "ode"
 
@@ -89,7 +89,7 @@ class _Decay(Residual):
         return u_t + u
 
 
-class _Advection(Residual):
+class _Advection(AbstractResidual):
     """u_t + c u_x = 0, periodic: exact solution u0(x − ct)."""
     kind = "pde"
     x_orders = (1,)

@@ -9,10 +9,11 @@ its autograd derivatives; the residual is zero on a solution.
 * PDEs (``allen_cahn``, ``kuramoto_sivashinsky``): the system's ``residual``
   (:meth:`simulators.pde.AbstractPeriodicPDE.residual`), e.g. Allen–Cahn
   :math:`r = u_t − d u_{xx} + a u^3 − a u`, on ``u``, ``u_t`` and the
-  x-derivatives of the orders :attr:`Residual.x_orders`, shapes ``(N, 1)``.
+  x-derivatives of the orders :attr:`AbstractResidual.x_orders`, shapes ``(N, 1)``.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable, Mapping
 
 import torch
@@ -20,10 +21,10 @@ import torch
 from simulators.core import AbstractSystem
 from ..errors import ConfigError
 
-__all__ = ["Residual", "ODEResidual", "PDEResidual", "RESIDUALS", "residual_for"]
+__all__ = ["AbstractResidual", "ODEResidual", "PDEResidual", "RESIDUALS", "residual_for"]
 
 
-class Residual:
+class AbstractResidual(ABC):
     """``residual(t, u, u_t, u_x) -> r``: the equation on the network's values at collocation points."""
 
     #: ``"ode"`` (input t, output ``(N, D)``) or ``"pde"`` (inputs t, x, output ``(N, 1)``)
@@ -34,12 +35,13 @@ class Residual:
     def __init__(self, system: AbstractSystem):
         self.system = system
 
+    @abstractmethod
     def __call__(self, t: torch.Tensor, u: torch.Tensor, u_t: torch.Tensor,
                  u_x: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
-        raise NotImplementedError
+        """The residual at the collocation points."""
 
 
-class ODEResidual(Residual):
+class ODEResidual(AbstractResidual):
     r""":math:`\dot u − f(t, u)` with the system's vector field; ``t`` ``(N, 1)``, ``u`` and ``u_t`` ``(N, D)``."""
 
     kind = "ode"
@@ -51,7 +53,7 @@ class ODEResidual(Residual):
         return u_t - self.system.vector_field(t, u)
 
 
-class PDEResidual(Residual):
+class PDEResidual(AbstractResidual):
     """The periodic PDE's own pointwise residual (``system.residual``); all inputs ``(N, 1)``."""
 
     kind = "pde"
@@ -67,7 +69,7 @@ class PDEResidual(Residual):
         return self.system.residual(u, u_t, u_x)
 
 
-RESIDUALS: dict[str, Callable[[AbstractSystem], Residual]] = {
+RESIDUALS: dict[str, Callable[[AbstractSystem], AbstractResidual]] = {
     "lorenz63": ODEResidual,
     "lorenz96": ODEResidual,
     "mass_spring": ODEResidual,
@@ -77,7 +79,7 @@ RESIDUALS: dict[str, Callable[[AbstractSystem], Residual]] = {
 }
 
 
-def residual_for(system: AbstractSystem) -> Residual:
+def residual_for(system: AbstractSystem) -> AbstractResidual:
     """The residual operator of ``system`` (``ConfigError`` when a PINN cannot solve it)."""
     if system.name not in RESIDUALS:
         raise ConfigError(f"no PINN residual for system {system.name!r}; PINN systems: {', '.join(sorted(RESIDUALS))}")

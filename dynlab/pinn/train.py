@@ -33,7 +33,7 @@ import torch
 from ..train.causal import CausalWeighting
 from .config import PinnConfig
 from .networks import FourierInterpolant, PinnNetwork
-from .residuals import Residual
+from .residuals import AbstractResidual
 
 __all__ = ["PinnProblem", "PinnSolution", "train_pinn", "derivatives", "residual_values", "chunk_losses", "no_tf32"]
 
@@ -46,7 +46,7 @@ class PinnProblem:
     ``x_min``/``length``: the periodic domain (None for an ODE).
     """
 
-    residual: Residual
+    residual: AbstractResidual
     t0: float
     t1: float
     initial: Any
