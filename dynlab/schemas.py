@@ -130,6 +130,8 @@ class RunOnlySchema:
     data_seed: int = option(0, "seed of the simulated dataset (seed is the model's)", ge=0)
     cache_dir: str = option("data/cache", "where simulated datasets are cached by config hash")
     sweep_dir: str | None = option(None, "with -m: where the jobs' run directories go (null: runs/<name>)")
+    sweep: dict = option({}, "the sweep an experiment declares for -m: {axes: {key: [values]}, "
+                         "overrides: {key: {value: [overrides]}}} (dynlab/sweep.py)")
 
 
 def _run_schema() -> type:

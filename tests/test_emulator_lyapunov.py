@@ -21,8 +21,11 @@ def test_kaplan_yorke_by_hand():
     assert kaplan_yorke([1.0, 0.5, -1.0, -2.0]) == pytest.approx(3 + 0.5 / 2.0)
     assert kaplan_yorke([-0.1, -1.0]) == 0.0  # a stable fixed point
     assert kaplan_yorke([0.3, 0.1]) == 2.0  # spectrum too short to bound it
-    with pytest.raises(ValueError, match="spectrum"):
-        kaplan_yorke([])
+    assert kaplan_yorke([0.5, -float("inf")]) == 1.0  # a direction the map annihilates
+    assert kaplan_yorke([-float("inf")] * 3) == 0.0  # a constant map (climatology)
+    for bad in ([], [float("nan"), 0.1], [float("inf")]):
+        with pytest.raises(ValueError, match="spectrum"):
+            kaplan_yorke(bad)
 
 
 def test_damped_linear_map_has_log_eigenvalue_moduli():
@@ -164,3 +167,21 @@ def test_ssm_joint_map_tangent_matches_finite_differences(block):
     torch.testing.assert_close(tangent, fd, rtol=1e-6, atol=1e-7)
     res = emulator_lyapunov_spectrum(em, context, n_steps=20, transient=5, dt=0.1, k=2)
     assert res.exponents.shape == (2, 2) and np.isfinite(res.exponents).all() and res.n_state == z0.shape[1]
+
+
+def test_hippo_predictor_with_a_step_counter_in_its_state():
+    """The HiPPO predictor's state holds a step counter (a plain int) beside its memory. Its map is
+    linear in (x, memory), so the tangent dynamics, hence the exponents, cannot depend on the
+    trajectory: two unrelated contexts give the same spectrum, and the eigenvalue 1 of the
+    extrapolation (a ramp continues as a ramp) keeps lambda_1 >= 0."""
+    from dynlab.emulators.registry import build_emulator
+
+    codec = StateCodec([FieldSpec("x", ("k",), (2,))], {"k": [0, 1]})
+    dt = 0.1
+    em = build_emulator({"name": "hippo", "N": 4, "theta_steps": 4.0}, codec, dt=dt).double()
+    a = torch.linspace(-1.0, 1.0, 12, dtype=torch.float64).reshape(1, 6, 2)
+    b = torch.sin(torch.arange(12, dtype=torch.float64)).reshape(1, 6, 2) * 5.0
+    ra = emulator_lyapunov_spectrum(em, a, n_steps=40, transient=4, dt=dt)
+    rb = emulator_lyapunov_spectrum(em, b, n_steps=40, transient=4, dt=dt)
+    np.testing.assert_allclose(ra.spectrum, rb.spectrum, rtol=1e-8)
+    assert np.all(np.isfinite(ra.spectrum)) and ra.lambda_1 >= 0

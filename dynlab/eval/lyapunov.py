@@ -62,11 +62,12 @@ def kaplan_yorke(spectrum: Any) -> float:
 
     :math:`j + \sum_{i\le j} λ_i / |λ_{j+1}|` with ``j`` the largest index whose
     partial sum is ≥ 0; 0 if :math:`λ_1 < 0`; ``m`` if every partial sum is ≥ 0
-    (the spectrum is too short to bound the dimension).
+    (the spectrum is too short to bound the dimension). Exponents of −∞ (a map whose
+    Jacobian annihilates a direction, e.g. a constant forecast) are allowed.
     """
     lam = np.asarray(spectrum, dtype=np.float64)
-    if lam.ndim != 1 or lam.size == 0 or not np.all(np.isfinite(lam)):
-        raise ValueError(f"spectrum must be a non-empty 1-d array of finite numbers, got shape {lam.shape}")
+    if lam.ndim != 1 or lam.size == 0 or np.any(np.isnan(lam)) or np.any(lam == np.inf):
+        raise ValueError(f"spectrum must be a non-empty 1-d array of numbers (finite or -inf), got {lam!r}")
     lam = np.sort(lam)[::-1]
     csum = np.cumsum(lam)
     j = int(np.sum(csum >= 0))
@@ -78,19 +79,28 @@ def kaplan_yorke(spectrum: Any) -> float:
 
 
 class _JointState:
-    """Flatten ``(x, hidden)`` of ``B`` members to ``(B, n)`` real vectors and back."""
+    """Flatten ``(x, hidden)`` of ``B`` members to ``(B, n)`` real vectors and back.
+
+    Plain-number leaves of the hidden state (a step counter, as in the HiPPO predictor) are
+    not differentiated: the latest value seen by :meth:`flatten` is put back by :meth:`unflatten`.
+    """
 
     def __init__(self, x: torch.Tensor, hidden: Any):
         leaves, self.spec = pytree.tree_flatten(hidden)
         B = x.shape[0]
         self.batch = B
-        self.layout = []  # (shape, dtype) per leaf
-        for leaf in leaves:
+        self.layout = []  # (shape, dtype) per leaf; None: no state; "number": a plain number
+        self.numbers: dict[int, Any] = {}
+        for i, leaf in enumerate(leaves):
             if leaf is None:  # no state (e.g. the reference emulator)
                 self.layout.append(None)
                 continue
+            if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+                self.layout.append("number")
+                self.numbers[i] = leaf
+                continue
             if not isinstance(leaf, torch.Tensor):
-                raise ValueError(f"hidden-state leaves must be tensors, got {type(leaf).__name__}")
+                raise ValueError(f"hidden-state leaves must be tensors or numbers, got {type(leaf).__name__}")
             if leaf.ndim == 0 or leaf.shape[0] % B:
                 raise ValueError(f"hidden-state leaf of shape {tuple(leaf.shape)} has no leading batch "
                                  f"axis of a multiple of B={B} (member-major)")
@@ -100,8 +110,11 @@ class _JointState:
     def flatten(self, x: torch.Tensor, hidden: Any) -> torch.Tensor:
         B = x.shape[0]
         parts = [x.reshape(B, -1)]
-        for leaf in pytree.tree_leaves(hidden):
+        for i, leaf in enumerate(pytree.tree_leaves(hidden)):
             if leaf is None:
+                continue
+            if self.layout[i] == "number":
+                self.numbers[i] = leaf
                 continue
             real = torch.view_as_real(leaf) if leaf.is_complex() else leaf
             parts.append(real.reshape(B, -1).to(x.dtype))
@@ -111,9 +124,9 @@ class _JointState:
         B, reps = z.shape[0], z.shape[0] // self.batch  # reps: tangent copies per member
         x = z[:, :self.n_features]
         leaves, at = [], self.n_features
-        for item in self.layout:
-            if item is None:
-                leaves.append(None)
+        for i, item in enumerate(self.layout):
+            if item is None or item == "number":
+                leaves.append(self.numbers.get(i))
                 continue
             shape, dtype = item
             per = math.prod(shape[1:]) * (shape[0] // self.batch) * (2 if dtype.is_complex else 1)
@@ -213,6 +226,7 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
             gen = torch.Generator().manual_seed(seed)
             frame = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))[0].to(z0.dtype)
         step = joint_step
+        reverse_mode: list[bool] = []  # set once forward-mode AD through the step fails
 
         def tangent_step(z: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             # Q (B, n, m): m copies of each member (member-major), one direction each
@@ -220,7 +234,15 @@ def emulator_lyapunov_spectrum(emulator, context: torch.Tensor, *, n_steps: int,
             z_rep = z.repeat_interleave(m, dim=0)
             v = Q.permute(0, 2, 1).reshape(B * m, n)
             with torch.enable_grad():
-                out, tangent = jvp(step, (z_rep,), (v,))
+                if not reverse_mode:
+                    try:
+                        out, tangent = jvp(step, (z_rep,), (v,))
+                    except RuntimeError as err:  # a step that calls autograd itself (HNN: dH/dq)
+                        if "functorch" not in str(err) and "transform" not in str(err):
+                            raise
+                        reverse_mode.append(True)
+                if reverse_mode:  # the double-backward JVP, which nests inside autograd
+                    out, tangent = torch.autograd.functional.jvp(step, z_rep, v)
             return out.reshape(B, m, n)[:, 0].detach(), tangent.reshape(B, m, n).permute(0, 2, 1).detach()
 
         exps = lyapunov_spectrum(None, z0, dt=float(dt), n_steps=n_steps, n_exponents=k, qr_every=qr_every,

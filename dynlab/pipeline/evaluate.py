@@ -194,6 +194,9 @@ def _lyapunov(emulator, ds, setup, log):
     emulator.double()
     try:
         em = emulator_lyapunov_spectrum(emulator, contexts, **kwargs)
+    except (ValueError, RuntimeError) as err:  # a diagnostic: report it, keep the evaluation
+        log(f"Lyapunov spectra skipped: the emulator's failed: {err}")
+        return None
     finally:
         emulator.to(dtype)
     ref = emulator_lyapunov_spectrum(reference.double(), contexts, **kwargs)

@@ -149,6 +149,9 @@ def run(cfg: DictConfig | Mapping[str, Any], *, log: Callable[[str], None] | Non
                         f"report: {res.run_dir / 'report.md'}")
         return RunResult(res.run_dir, res.run_dir, res.run_dir / "report.md", res.summary, res.seconds)
     c = validate_command("run", raw)
+    if c.get("sweep"):
+        raise ConfigError(f"experiment {c['name']!r} declares a sweep ({', '.join(c['sweep'].get('axes') or {})}): "
+                          f"run it with `dynlab run -m experiment={c['name']}` (narrow it with e.g. learner=s4d seed=0)")
     check_device(c["device"])
     with set_threads(c["threads"]):
         return _run(c, log, echo)

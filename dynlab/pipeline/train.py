@@ -11,7 +11,8 @@ so every torchrun rank agrees on it; only rank 0 writes):
   ``lr``, ...), validation records (``val/one_step``, ``val/rollout``, ...) and
   events (``event``: curriculum and causal-stage changes, resumes);
 * ``checkpoints/step_<N>.pt``: see :mod:`dynlab.train.checkpoint`;
-* ``done.json``: written when the run reached ``train.steps``.
+* ``done.json``: written when the run reached ``train.steps``: the steps, ``n_parameters`` and
+  ``train_seconds`` (wall time of the invocation that finished it, data loading included).
 
 A rerun of a finished run with the same training config does nothing; a run
 directory that holds another run is refused unless ``resume=true`` (continue from
@@ -342,6 +343,7 @@ def _train_locked(c, dist, builder, hooks, say, info, run_dir, ident, action, ck
     result.seconds = time.perf_counter() - start
     if dist.is_main and result.complete:
         _write_json(run_dir / DONE_FILE, {"step": result.step, "steps": tcfg.steps, "identity": ident,
+                                          "n_parameters": n_params, "train_seconds": round(result.seconds, 3),
                                           "last_metrics": result.last_metrics,
                                           "checkpoint": str(trainer.last_checkpoint)})
     summary = ", ".join(f"{k}={v:.4g}" for k, v in result.last_metrics.items() if isinstance(v, float))
