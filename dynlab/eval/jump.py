@@ -367,7 +367,7 @@ def compare_rate_matrices(estimate: Any, truth: Any) -> dict[str, float]:
     ``relaxation_time_true``, ``relaxation_time_rel_error``, ``mfpt_rel_error`` (the
     largest relative error of the off-diagonal mean first-passage times),
     ``entropy_production`` and ``entropy_production_true``, ``entropy_production_error``
-    (:math:`|\hat σ − σ|`; NaN when both are infinite), ``rate_rmse``.
+    (:math:`|\\hat σ − σ|`; NaN when both are infinite), ``rate_rmse``.
     """
     if isinstance(estimate, RateEstimate):
         estimate = estimate.rate_matrix

@@ -131,24 +131,30 @@ def score_jump_members(ds, members: Sequence[int], *, interval: float, seed: int
 
 
 def _summarize(table, record: Mapping[str, Any]) -> dict[str, Any]:
-    """Medians over members with member-bootstrap intervals of every variable of ``table``."""
+    """Medians over members with member-bootstrap intervals of every variable of ``table`` (one
+    bootstrap, the same member draws for every column)."""
+    import warnings
+
     from ..eval.jump import FLOOR_METRICS
     from ..eval.stats import bootstrap
 
-    def cell(values: np.ndarray, tag: int) -> dict[str, float]:
-        values = np.asarray(values, dtype=float)
-        if not np.isfinite(values).any():
-            return {"median": float("nan"), "interval": [float("nan"), float("nan")]}
-        iv = bootstrap(values, np.nanmedian, n_boot=record["n_boot"], seed=_seed(record["seed"], tag))["value"]
-        return {"median": float(iv.estimate), "interval": [float(iv.low), float(iv.high)]}
-
     names = [str(e) for e in table["estimator"].values]
     keys = [str(k) for k in table.data_vars if "estimator" in table[k].dims and k != "stationary_check"]
-    estimates = {e: {k: cell(table[k].sel(estimator=e).values, i * 100 + j) for j, k in enumerate(keys)
-                     if not k.endswith("_ratio")} for i, e in enumerate(names)}
-    ratios = {e: {k: cell(table[f"{k}_ratio"].sel(estimator=e).values, i * 100 + 50 + j)
-                  for j, k in enumerate(FLOOR_METRICS)} for i, e in enumerate(names)}
-    floors = {k: cell(table[f"{k}_floor"].values, 9000 + j) for j, k in enumerate(FLOOR_METRICS)}
+    columns = {(e, k): table[k].sel(estimator=e).values for e in names for k in keys}
+    columns.update({("floor", k): table[f"{k}_floor"].values for k in FLOOR_METRICS})
+    matrix = np.stack([np.asarray(v, dtype=float) for v in columns.values()], axis=1)  # (member, column)
+
+    def median(a: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column (e.g. an infinite entropy production)
+            return np.nanmedian(a, axis=0)
+
+    iv = bootstrap(matrix, median, n_boot=record["n_boot"], seed=record["seed"])["value"]
+    cells = {key: {"median": float(iv.estimate[i]), "interval": [float(iv.low[i]), float(iv.high[i])]}
+             for i, key in enumerate(columns)}
+    estimates = {e: {k: cells[e, k] for k in keys if not k.endswith("_ratio")} for e in names}
+    ratios = {e: {k: cells[e, f"{k}_ratio"] for k in FLOOR_METRICS} for e in names}
+    floors = {k: cells["floor", k] for k in FLOOR_METRICS}
     passed = {e: int(table["stationary_check"].sel(estimator=e).values.sum()) for e in names}
     mle = estimates["mle"]
     return {"kind": "jump_process", "learner": "rate_matrix", "store": record["store"],
