@@ -254,14 +254,15 @@ def jump_run(c: Mapping[str, Any], store: Path, run_dir: Path, *, log: Callable[
         if not ok(opts[key]):
             raise ConfigError(f"jump.{key} must be a {'number >= 0' if key == 'perturbation' else 'integer >= 1'}, "
                               f"got {opts[key]!r}")
+    interval = _regular_interval(ds, store)
     run_dir.mkdir(parents=True, exist_ok=True)
     mark_run_dir(run_dir)
     split_cfg = dict(c["data"]["split"])
     split_seed = split_cfg.pop("seed", None)
     split = split_members(int(ds.sizes["member"]), split_cfg, c["seed"] if split_seed is None else split_seed)
     test = split["test"] or split["train"]
-    record = {"kind": "jump_process", "name": c.get("name"), "store": str(store), "test_members": [int(m) for m in test],
-              "interval": _regular_interval(ds, store), "seed": int(c["seed"]), "n_paths": int(ds.sizes["path"]),
+    record = {"kind": "jump_process", "name": c.get("name"), "store": str(store),
+              "test_members": [int(m) for m in test], "interval": interval, "seed": int(c["seed"]), "n_paths": int(ds.sizes["path"]),
               "n_obs": int(ds.sizes["obs"]), **{k: opts[k] for k in ("n_splits", "perturbation", "n_boot")}}
     (run_dir / RUN_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     _, summary, paths = _score(record, ds, run_dir, f"Jump-process run: {c.get('name')}", say)
