@@ -21,23 +21,31 @@ Q3 = np.array([[-1.5, 1.0, 0.5],
 INTERVAL = 0.25
 
 
-def _store(members: int, paths: int, seed: int, n_obs: int = 41) -> xr.Dataset:
-    """A jump store of ``members`` independent copies of Q3 observed every INTERVAL from its stationary law."""
+def _store(members: int, paths: int, seed: int, n_obs: int = 41, keep_jumps: bool = False) -> xr.Dataset:
+    """A jump store of ``members`` independent copies of Q3 observed every INTERVAL from its stationary law
+    (with ``keep_jumps``, also the exact jump records)."""
     pi = stationary_distribution(torch.tensor(Q3))
     x0 = torch.multinomial(pi, members * paths, replacement=True,
                            generator=torch.Generator().manual_seed(seed)).reshape(members, paths)
     grid = torch.arange(n_obs, dtype=torch.float64) * INTERVAL
-    sim = simulate_mjp(torch.tensor(Q3)[None].repeat(members, 1, 1), x0, grid, t_end=float(grid[-1]), seed=seed)
-    return xr.Dataset({"rate_matrix": (("member", "from_state", "to_state"), np.repeat(Q3[None], members, 0)),
-                       "state": (("member", "path", "obs"), sim.observed.numpy())},
-                      coords={"member": np.arange(members)})
+    sim = simulate_mjp(torch.tensor(Q3)[None].repeat(members, 1, 1), x0, grid, t_end=float(grid[-1]), seed=seed,
+                       record_events=80 if keep_jumps else 0)
+    data = {"rate_matrix": (("member", "from_state", "to_state"), np.repeat(Q3[None], members, 0)),
+            "state": (("member", "path", "obs"), sim.observed.numpy()),
+            "time": (("member", "path", "obs"), np.broadcast_to(grid.numpy(), (members, paths, n_obs)))}
+    if keep_jumps:
+        data.update({"jump_time": (("member", "path", "event"), sim.jump_time.numpy()),
+                     "jump_state": (("member", "path", "event"), sim.jump_state.numpy()),
+                     "n_events": (("member", "path"), sim.n_events.numpy())})
+    return xr.Dataset(data, coords={"member": np.arange(members)})
 
 
 @pytest.fixture(scope="module")
 def tables():
-    """Scores on 12 members of 40 paths, and on 8 members of four times as many paths."""
+    """Scores on 12 members of 40 paths, and on 8 members of four times as many paths (with exact jump records)."""
     small = score_jump_members(_store(12, 40, seed=3), list(range(12)), interval=INTERVAL, seed=0, n_splits=4)
-    large = score_jump_members(_store(8, 160, seed=4), list(range(8)), interval=INTERVAL, seed=1, n_splits=4)
+    large = score_jump_members(_store(8, 160, seed=4, keep_jumps=True), list(range(8)), interval=INTERVAL, seed=1,
+                               n_splits=4)
     return small, large
 
 
@@ -56,6 +64,16 @@ def test_mle_sits_at_about_one_floor_and_passes_the_stationary_check(tables):
             assert 0.4 < iv.estimate < 2.0, (k, ratios)
             assert 0.25 < iv.low <= iv.high < 3.5, (k, iv)
         assert table["stationary_check"].sel(estimator="mle").values.all()
+
+
+def test_exact_paths_beat_the_grid_floor(tables):
+    small, large = tables
+    assert "mle_exact" not in small["estimator"].values and "mle_exact" in large["estimator"].values
+    # exact paths carry more information than their observations every INTERVAL: the exact-path MLE's rates
+    # sit below the grid MLE's noise floor, and the grid MLE's
+    for k in ("rate_rmse", "mfpt_rel_error"):
+        assert _median(large, k, "mle_exact") < min(1.0, _median(large, k, "mle")), k
+    assert large["stationary_check"].sel(estimator="mle_exact").values.all()
 
 
 def test_floors_shrink_like_one_over_root_data(tables):
