@@ -3,7 +3,7 @@
 A Markov-jump-process store holds, per member, a true ``rate_matrix`` and paths observed on a
 regular grid (``state`` and ``time`` on ``(member, path, obs)``). Its baseline learner is the
 maximum-likelihood rate matrix (:func:`dynlab.eval.jump.estimate_rate_matrix_observed`, the expm
-likelihood of the observed transitions). On each test member's paths, three estimates are compared
+likelihood of the observed transitions). On each test member's paths, these estimates are compared
 with that member's true generator by the metrics any estimate is judged on (stationary law total
 variation and Hellinger distance, relaxation time, mean first-passage times, entropy production,
 rate RMSE; :func:`dynlab.eval.jump.compare_rate_matrices`):
