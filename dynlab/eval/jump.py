@@ -37,9 +37,10 @@ import torch
 from simulators.jump import entropy_production as _entropy_production
 from simulators.jump import stationary_distribution as _stationary_distribution
 
-__all__ = ["RateEstimate", "estimate_rate_matrix", "estimate_rate_matrix_observed", "stationary_law", "relaxation_time",
-           "mean_first_passage_times", "entropy_production_rate", "total_variation", "hellinger",
-           "rate_rmse", "compare_rate_matrices"]
+__all__ = ["RateEstimate", "estimate_rate_matrix", "estimate_rate_matrix_observed", "estimate_rate_matrix_one_step",
+           "perturb_rate_matrix", "stationary_law", "relaxation_time", "mean_first_passage_times",
+           "entropy_production_rate", "total_variation", "hellinger", "rate_rmse", "compare_rate_matrices",
+           "FLOOR_METRICS", "sampling_floor", "floor_ratios"]
 
 
 @dataclass
@@ -142,8 +143,29 @@ def estimate_rate_matrix(jump_time: Any, jump_state: Any = None, *, t_end: float
     return RateEstimate(rate_matrix=Q, standard_error=se, counts=counts, holding_time=holding_time, visited=visited)
 
 
+def _transition_counts(obs: np.ndarray, interval: Any, n_states: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Checked inputs of a regular-grid fit: the pair counts ``N_ab`` ``(N, N)`` and their row sums."""
+    if obs.ndim < 1 or obs.shape[-1] < 2 or obs.dtype.kind not in "iu":
+        raise ValueError(f"observed must be integer states of shape (..., T >= 2), got {obs.dtype} {obs.shape}")
+    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 2:
+        raise ValueError(f"n_states must be an integer >= 2, got {n_states!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval) \
+            or interval <= 0:
+        raise ValueError(f"interval must be a finite number > 0, got {interval!r}")
+    obs = obs.reshape(-1, obs.shape[-1]).astype(np.int64)
+    if obs.min() < 0 or obs.max() >= n_states:
+        raise ValueError(f"observed states must lie in 0..{n_states - 1}, got {obs.min()}..{obs.max()}")
+    N = n_states
+    pairs = np.bincount((obs[:, :-1] * N + obs[:, 1:]).reshape(-1), minlength=N * N).reshape(N, N).astype(np.float64)
+    leaving = pairs.sum(1)
+    if (leaving == 0).any():
+        raise ValueError(f"states {np.flatnonzero(leaving == 0).tolist()} are never observed before a step: "
+                         "their rates are not identifiable")
+    return pairs, leaving
+
+
 def estimate_rate_matrix_observed(observed: Any, *, interval: float, n_states: int, max_iter: int = 200,
-                                  tol: float = 1e-10) -> RateEstimate:
+                                  tol: float = 1e-10, standard_errors: bool = True) -> RateEstimate:
     r"""Maximum-likelihood rate matrix from paths observed on a regular grid (expm likelihood).
 
     With :math:`N_{ab}` the number of observed pairs :math:`(X_t, X_{t+Δ}) = (a, b)`, the
@@ -161,26 +183,14 @@ def estimate_rate_matrix_observed(observed: Any, *, interval: float, n_states: i
         interval: Δ > 0.
         n_states: ``N``.
         max_iter: L-BFGS iterations; ``tol``: its gradient tolerance.
+        standard_errors: compute the observed information (one Hessian, the costly part);
+            ``False`` leaves ``standard_error`` NaN off the diagonal.
     """
     obs = _as_numpy(observed, "observed")
-    if obs.ndim < 1 or obs.shape[-1] < 2 or obs.dtype.kind not in "iu":
-        raise ValueError(f"observed must be integer states of shape (..., T >= 2), got {obs.dtype} {obs.shape}")
-    if isinstance(n_states, bool) or not isinstance(n_states, int) or n_states < 2:
-        raise ValueError(f"n_states must be an integer >= 2, got {n_states!r}")
-    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not math.isfinite(interval) \
-            or interval <= 0:
-        raise ValueError(f"interval must be a finite number > 0, got {interval!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    obs = obs.reshape(-1, obs.shape[-1]).astype(np.int64)
-    if obs.min() < 0 or obs.max() >= n_states:
-        raise ValueError(f"observed states must lie in 0..{n_states - 1}, got {obs.min()}..{obs.max()}")
     N = n_states
-    pairs = np.bincount((obs[:, :-1] * N + obs[:, 1:]).reshape(-1), minlength=N * N).reshape(N, N).astype(np.float64)
-    leaving = pairs.sum(1)
-    if (leaving == 0).any():
-        raise ValueError(f"states {np.flatnonzero(leaving == 0).tolist()} are never observed before a step: "
-                         "their rates are not identifiable")
+    pairs, leaving = _transition_counts(obs, interval, n_states)
     off = ~np.eye(N, dtype=bool)
     guess = pairs / (interval * leaving[:, None])
     floor = 0.1 / (interval * leaving.sum())
@@ -216,18 +226,61 @@ def estimate_rate_matrix_observed(observed: Any, *, interval: float, n_states: i
     opt.step(closure)
     phi = phi.detach()
     theta = log_rates(phi)
-    hess = torch.autograd.functional.hessian(nll, phi)
-    try:
-        cov = torch.linalg.inv(hess)
-        dtheta = (hi - lo) * torch.sigmoid(phi) * (1 - torch.sigmoid(phi))  # chain rule to the log-rates
-        se_theta = cov.diagonal().clamp_min(0).sqrt() * dtheta
-    except RuntimeError:  # singular information: a rate not identifiable from these data
-        se_theta = torch.full_like(theta, math.inf)
+    if not standard_errors:
+        se_theta = torch.full_like(theta, math.nan)
+    else:
+        hess = torch.autograd.functional.hessian(nll, phi)
+        try:
+            cov = torch.linalg.inv(hess)
+            dtheta = (hi - lo) * torch.sigmoid(phi) * (1 - torch.sigmoid(phi))  # chain rule to the log-rates
+            se_theta = cov.diagonal().clamp_min(0).sqrt() * dtheta
+        except RuntimeError:  # singular information: a rate not identifiable from these data
+            se_theta = torch.full_like(theta, math.inf)
     Q = generator(theta).numpy()
     se = np.zeros((N, N))
     se[off] = (theta.exp() * se_theta).numpy()
     return RateEstimate(rate_matrix=Q, standard_error=se, counts=pairs, holding_time=interval * leaving,
                         visited=leaving > 0)
+
+
+def estimate_rate_matrix_one_step(observed: Any, *, interval: float, n_states: int) -> RateEstimate:
+    r"""The naive one-step rate matrix :math:`\hat Q = (\hat P − I)/Δ` from regular observations.
+
+    :math:`\hat P_{ab} = N_{ab} / \sum_b N_{ab}` is the maximum-likelihood transition matrix of
+    the observed chain; reading it as :math:`I + ΔQ` ignores every path with more than one jump
+    between observations, so :math:`\hat Q` is biased by :math:`O(Δ Q^2)` however many paths are
+    observed (it underestimates the rates; it is always a valid generator). It is the comparison
+    that shows what the expm likelihood (:func:`estimate_rate_matrix_observed`) buys. Standard
+    errors from the multinomial counts: :math:`\sqrt{\hat P_{ab}(1 − \hat P_{ab}) / \sum_b N_{ab}}/Δ`.
+
+    Args: as :func:`estimate_rate_matrix_observed` (``observed`` ``(..., T)`` integer states).
+    """
+    pairs, leaving = _transition_counts(_as_numpy(observed, "observed"), interval, n_states)
+    P = pairs / leaving[:, None]
+    Q = (P - np.eye(n_states)) / interval
+    Q = Q - np.diag(Q.sum(1))  # exact zero row sums after rounding
+    se = np.sqrt(P * (1 - P) / leaving[:, None]) / interval
+    np.fill_diagonal(se, 0.0)
+    return RateEstimate(rate_matrix=Q, standard_error=se, counts=pairs, holding_time=interval * leaving,
+                        visited=leaving > 0)
+
+
+def perturb_rate_matrix(rate_matrix: Any, *, scale: float = 0.3, seed: int = 0) -> np.ndarray:
+    r"""A deliberately wrong generator: every positive off-diagonal rate times :math:`e^{s z_{ij}}`,
+    :math:`z_{ij} \sim N(0, 1)` from ``numpy.random.default_rng(seed)``, diagonal re-balanced.
+
+    A control for the floors: its metrics against the truth do not shrink with more data, so its
+    ratios to the sampling floor grow like :math:`\sqrt{\text{data}}`. ``rate_matrix`` ``(N, N)`` →
+    ``(N, N)``; zero rates stay zero (the same graph)."""
+    q = _generator(rate_matrix)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    z = np.random.default_rng(int(seed)).standard_normal(q.shape)
+    off = ~np.eye(q.shape[0], dtype=bool)
+    out = np.where(off, q * np.exp(scale * z), 0.0)
+    return out - np.diag(out.sum(1))
 
 
 def _generator(Q: Any, name: str = "rate_matrix") -> np.ndarray:
@@ -313,7 +366,8 @@ def compare_rate_matrices(estimate: Any, truth: Any) -> dict[str, float]:
     Keys: ``stationary_tv``, ``stationary_hellinger``, ``relaxation_time`` and
     ``relaxation_time_true``, ``relaxation_time_rel_error``, ``mfpt_rel_error`` (the
     largest relative error of the off-diagonal mean first-passage times),
-    ``entropy_production`` and ``entropy_production_true``, ``rate_rmse``.
+    ``entropy_production`` and ``entropy_production_true``, ``entropy_production_error``
+    (:math:`|\\hat σ − σ|`; NaN when both are infinite), ``rate_rmse``.
     """
     if isinstance(estimate, RateEstimate):
         estimate = estimate.rate_matrix
@@ -324,6 +378,7 @@ def compare_rate_matrices(estimate: Any, truth: Any) -> dict[str, float]:
     ta, tb = relaxation_time(a), relaxation_time(b)
     ma, mb = mean_first_passage_times(a), mean_first_passage_times(b)
     off = ~np.eye(a.shape[0], dtype=bool)
+    sa, sb = entropy_production_rate(a), entropy_production_rate(b)
     return {
         "stationary_tv": total_variation(pa, pb),
         "stationary_hellinger": hellinger(pa, pb),
@@ -331,7 +386,73 @@ def compare_rate_matrices(estimate: Any, truth: Any) -> dict[str, float]:
         "relaxation_time_true": tb,
         "relaxation_time_rel_error": abs(ta - tb) / tb,
         "mfpt_rel_error": float(np.max(np.abs(ma[off] - mb[off]) / mb[off])),
-        "entropy_production": entropy_production_rate(a),
-        "entropy_production_true": entropy_production_rate(b),
+        "entropy_production": sa,
+        "entropy_production_true": sb,
+        "entropy_production_error": math.nan if math.isinf(sa) and math.isinf(sb) else abs(sa - sb),
         "rate_rmse": rate_rmse(a, b),
     }
+
+
+#: the metrics of :func:`compare_rate_matrices` that are distances from the truth (0 for a perfect
+#: estimate, first-order homogeneous in the estimation error): those with a sampling floor
+FLOOR_METRICS = ("stationary_tv", "stationary_hellinger", "relaxation_time_rel_error", "mfpt_rel_error",
+                 "entropy_production_error", "rate_rmse")
+
+
+def sampling_floor(observed: Any, *, interval: float, n_states: int, n_splits: int = 4,
+                   seed: int = 0) -> dict[str, float]:
+    r"""The sampling floor of each distance in :data:`FLOOR_METRICS` for the paths of one process.
+
+    The paths ``(P, T)`` are split at random into halves A and B (P ≥ 2; a single path is cut
+    in time instead), the expm-likelihood MLE is fitted on each, and the distance
+    :math:`d(\hat Q_A, \hat Q_B)` of :func:`compare_rate_matrices` is taken. To first order
+    :math:`\hat Q_A − \hat Q_B` has covariance :math:`2 · 2\,\mathrm{Cov}(\hat Q) = 4\,\mathrm{Cov}(\hat Q)`
+    (each half has half the data), so for a distance homogeneous of degree 1 in the error
+
+    .. math:: \mathrm{floor}_k = \tfrac12\,\overline{d_k(\hat Q_A, \hat Q_B)}
+
+    (mean over ``n_splits`` random splits) estimates :math:`E\,d_k(\hat Q, Q)`, the distance the
+    full-data MLE has from the truth by sampling noise alone, without using the truth. An
+    estimate whose distance from the truth is ≈ 1× the floor is as good as the data allow;
+    a bias (e.g. of the one-step estimate) shows as a ratio ≫ 1 that grows with the data.
+
+    Args:
+        observed: ``(P, T)`` integer states of one process on a regular grid of step ``interval``.
+        n_states: ``N``; n_splits: random halvings averaged (≥ 1); seed: their permutation seed.
+
+    Returns ``{metric: floor}`` for the keys of :data:`FLOOR_METRICS`.
+    """
+    obs = _as_numpy(observed, "observed")
+    if obs.ndim != 2 or obs.shape[1] < 2 or (obs.shape[0] < 2 and obs.shape[1] < 4):
+        raise ValueError(f"observed must be (P, T) paths with P >= 2 (or one path with T >= 4), got shape {obs.shape}")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 1:
+        raise ValueError(f"n_splits must be an integer >= 1, got {n_splits!r}")
+    rng = np.random.default_rng(seed)
+    sums = dict.fromkeys(FLOOR_METRICS, 0.0)
+    for _ in range(n_splits if obs.shape[0] >= 2 else 1):  # cutting one path in time has one way only
+        if obs.shape[0] >= 2:
+            order = rng.permutation(obs.shape[0])
+            a, b = obs[np.sort(order[: obs.shape[0] // 2])], obs[np.sort(order[obs.shape[0] // 2:])]
+        else:
+            half = obs.shape[1] // 2
+            a, b = obs[:, :half], obs[:, half:]
+        fits = [estimate_rate_matrix_observed(x, interval=interval, n_states=n_states, standard_errors=False)
+                for x in (a, b)]
+        d = compare_rate_matrices(fits[0].rate_matrix, fits[1].rate_matrix)
+        for k in FLOOR_METRICS:
+            sums[k] += 0.5 * d[k]
+    n = n_splits if obs.shape[0] >= 2 else 1
+    return {k: v / n for k, v in sums.items()}
+
+
+def floor_ratios(metrics: dict[str, float], floors: dict[str, float]) -> dict[str, float]:
+    """``metrics[k] / floors[k]`` for the keys of :data:`FLOOR_METRICS` (NaN where the floor is 0 or
+    not finite): 1 means as close to the truth as sampling noise allows."""
+    missing = [k for k in FLOOR_METRICS if k not in metrics or k not in floors]
+    if missing:
+        raise ValueError(f"metrics and floors need the keys {missing} (from compare_rate_matrices / sampling_floor)")
+    out = {}
+    for k in FLOOR_METRICS:
+        f = float(floors[k])
+        out[k] = float(metrics[k]) / f if math.isfinite(f) and f > 0 else math.nan
+    return out

@@ -378,6 +378,10 @@ def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None
     run_dir = Path(str(run)).expanduser()
     if not run_dir.is_dir():
         raise StoreError(f"run={str(run)!r}: no run directory there")
+    from .jump import evaluate_jump_run, is_jump_run
+
+    if is_jump_run(run_dir):  # a Markov-jump-process run: its rate-matrix estimates, re-scored from the store
+        return evaluate_jump_run(run_dir, store=c.get("store"), out=c.get("out"), log=log)
     checkpoint = c.get("checkpoint")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise StoreError(f"checkpoint={checkpoint!r}: no such file")
