@@ -123,6 +123,15 @@ class RunDataSchema(DataSchema):
 
 
 @dataclass
+class JumpSchema:
+    """Jump-process runs (``dynlab run system=flashing_ratchet``; :mod:`dynlab.pipeline.jump`)."""
+
+    n_splits: int = option(4, "random half-splits of each member's paths averaged in the sampling floor", ge=1)
+    perturbation: float = option(0.5, "sigma of the control row's rates, each times exp(sigma z)", ge=0)
+    n_boot: int = option(1000, "member-bootstrap replicates of the intervals", ge=1)
+
+
+@dataclass
 class RunOnlySchema:
     """The keys ``dynlab run`` adds to those of simulate and train."""
 
@@ -130,6 +139,7 @@ class RunOnlySchema:
     data_seed: int = option(0, "seed of the simulated dataset (seed is the model's)", ge=0)
     cache_dir: str = option("data/cache", "where simulated datasets are cached by config hash")
     sweep_dir: str | None = option(None, "with -m: where the jobs' run directories go (null: runs/<name>)")
+    jump: JumpSchema = option(JumpSchema(), "")
     sweep: dict = option({}, "the sweep an experiment declares for -m: {axes: {key: [values]}, "
                          "overrides: {key: {value: [overrides]}}} (dynlab/sweep.py)")
 
