@@ -144,14 +144,21 @@ def _title(key: str) -> str:
 
 def comparison_markdown(rows: Sequence[Mapping[str, Any]], *, name: str = "comparison",
                         system_lyapunov: Sequence[float] | None = None, lyapunov_time: float | None = None,
-                        notes: Sequence[str] = ()) -> str:
-    """The table as Markdown (columns present in at least one row; see the module docstring)."""
+                        notes: Sequence[str] = (), columns: Sequence[str] | None = None) -> str:
+    """The table as Markdown: the metric ``columns`` given (default: every one present in a row;
+    see the module docstring), then the cost columns."""
     keys = [k for k in dict.fromkeys(k for r in rows for k in r["metrics"])
             if any(r["metrics"].get(k, {}).get("n") for r in rows)]
-    if "vpt_median_lyapunov" in keys and "vpt_median" in keys:
-        keys.remove("vpt_median")
-    order = {k: i for i, (k, _) in enumerate(COLUMNS)}
-    keys.sort(key=lambda k: order.get(k, len(order)))
+    if columns is not None:
+        unknown = [c for c in columns if c not in keys]
+        if unknown:
+            raise ValueError(f"no row has the column(s) {unknown}; present: {keys}")
+        keys = list(columns)
+    else:
+        if "vpt_median_lyapunov" in keys and "vpt_median" in keys:
+            keys.remove("vpt_median")
+        order = {k: i for i, (k, _) in enumerate(COLUMNS)}
+        keys.sort(key=lambda k: order.get(k, len(order)))
     lines = [f"# {name}: every learner on the same data", "",
              "Cells: mean over seeds [95 % member-bootstrap interval, bounds averaged over seeds] "
              "±standard deviation over seeds; learners without trainable parameters run once (n = 1). "
