@@ -40,6 +40,10 @@ def test_rows_average_seeds_and_their_intervals():
     assert rows["persistence"]["metrics"]["vpt_median_lyapunov"]["sd"] is None
     text = comparison_markdown(list(rows.values()), name="t", system_lyapunov=[1.68, 1.5])
     assert "| s4d | 3 | 2 [1.6, 2.4] ±1 |" in text and "energy mse" in text and "1.68, 1.5" in text
+    narrow = comparison_markdown(list(rows.values()), columns=["rmse_lead1"])
+    assert "| learner | n | RMSE lead 1 | steps |" in narrow and "VPT" not in narrow
+    with pytest.raises(ValueError, match="no_such"):
+        comparison_markdown(list(rows.values()), columns=["no_such"])
     with pytest.raises(ValueError, match="summary"):
         comparison_rows([{"job": "x"}])
 
