@@ -325,15 +325,16 @@ def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Pa
     if table is None:
         log(f"physics checks skipped: {reason}")
         return summ
-    from ..eval.stats import bootstrap
+    from ..eval.stats import Interval, bootstrap
 
     table.to_zarr(out_dir / "physics.zarr", mode="w", consolidated=False)
     learners = [str(v) for v in table["learner"].values]
 
     def interval(name: str, who: str):
         values = np.asarray(table[name].sel(learner=who).values, dtype=float).reshape(-1)
-        if not np.isfinite(values).any():
-            return None
+        if not np.isfinite(values).any():  # a blown-up rollout's residuals are inf: say so, not "—"
+            big = values[np.isinf(values)]
+            return Interval(float(big[0]), float(big[0]), float(big[0]), big[:0]) if big.size else None
         return bootstrap(values, np.nanmedian, n_boot=1000, seed=0)["value"]
 
     cells = {(k, who): interval(str(k), who) for k in table.data_vars for who in learners}
@@ -348,9 +349,31 @@ def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Pa
     lines += [f"| {k} | " + " | ".join("—" if cells[k, who] is None else
                                      f"{cells[k, who].estimate:.4g} [{cells[k, who].low:.3g}, {cells[k, who].high:.3g}]"
                                      for who in learners) + " |" for k in table.data_vars]
+    lines += _physics_notes(table, learners)
     with open(out_dir / "report.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")
     return summ
+
+
+def _physics_notes(table, learners: list[str]) -> list[str]:
+    """Report lines under the physics table: blown-up rollouts, annual means, levels outside training."""
+    lines = []
+    attrs = table.attrs
+    if "finite_years" in table.data_vars:
+        longest = float(np.nanmax(table["finite_years"].values))
+        for who in learners:
+            shortest = float(np.nanmin(table["finite_years"].sel(learner=who).values))
+            if shortest < longest:
+                lines.append(f"* {who}: a rollout is non-finite after {shortest:.4g} years (blow-up): its budget "
+                             "residual is inf and its sensitivity and adjustment time are undefined (—).")
+    if attrs.get("annual_means"):
+        lines.append("* seasonal cycle: the sensitivity, adjustment time, warming and TCR use annual means; the "
+                     "base temperature is the reference's control-climate annual mean.")
+    if attrs.get("outside"):
+        lines.append(f"* CO2 levels {attrs['outside']} lie outside the training range {attrs.get('training_range')}.")
+    if attrs.get("note"):
+        lines.append(f"* {attrs['note']}")
+    return [""] + lines if lines else []
 
 
 def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None) -> EvaluateResult:
