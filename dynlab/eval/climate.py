@@ -48,6 +48,12 @@ Distances (``d``):
   spectra are floored at ``SPECTRUM_FLOOR`` (1e-12) times the truth peak, as in
   :mod:`~dynlab.eval.spectra`, so a frozen rollout scores about 12 decades, not infinity.
 
+**Intervals.** With ``n_boot`` > 0 every ratio gets a member-bootstrap percentile interval
+(``*_ratio_low``, ``*_ratio_high``): the R runs are the resampling units, run i of E, A and B
+drawn together with replacement (:mod:`dynlab.eval.stats`), and score *and floor* recomputed
+on each replicate, so the interval carries the noise of both. For E a third truth sample the
+interval should contain 1 (about ``ci`` of the time); with R = 1 it collapses to the point.
+
 An emulator sample with non-finite values (a blow-up) gets infinite distances; a zero
 score over a zero floor has ratio 1, a positive score over a zero floor ratio inf.
 """
@@ -192,7 +198,8 @@ def _triple(d, e, a, b) -> tuple[float, float, float]:
 
 def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Mapping[str, slice] | None = None, *,
                    dt: float = 1.0, max_lag: int = 20, nperseg: int = 64, lattice: Sequence[str] = (),
-                   n_projections: int = N_PROJECTIONS, band_fraction: float = BAND_FRACTION, seed: int = 0):
+                   n_projections: int = N_PROJECTIONS, band_fraction: float = BAND_FRACTION, seed: int = 0,
+                   n_boot: int = 0, ci: float = 0.95):
     """Climate distances of an emulator's long rollouts with their truth-vs-truth floors.
 
     Args:
@@ -206,6 +213,9 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
             (spatial spectrum); the others get NaN ``spec_space``.
         n_projections, seed: the random directions of the sliced Wasserstein distance.
         band_fraction: spectral band, relative to the mean truth spectrum's peak.
+        n_boot, ci: with ``n_boot`` > 0, ``name_ratio_low`` and ``name_ratio_high``, the
+            ``ci`` member-bootstrap interval of each ratio (:func:`_ratio_intervals`: runs
+            resampled with replacement, the floor recomputed with them).
 
     Returns:
         ``xarray.Dataset`` with, for ``name`` in ``wasserstein``, ``acf``, ``spec_time``,
@@ -229,8 +239,50 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
         raise ValueError(f"lattice must be a list of variables among {list(groups)}, got {lattice!r}")
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
 
+    scale = np.concatenate([a, b]).reshape(-1, D).std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    settings = dict(dt=dt, max_lag=max_lag, nperseg=nperseg, lattice=lattice, n_projections=n_projections,
+                    band_fraction=band_fraction, seed=seed, scale=scale)
     names = list(groups)
+    out, sw = _score_rows(e, a, b, groups, **settings)
+    bounds = _ratio_intervals(e, a, b, groups, settings, n_boot, ci, seed) if n_boot else None
+
+    long_names = {"wasserstein": "Wasserstein-1 distance of the marginals",
+                  "acf": f"RMS difference of the autocorrelation over lags 0..{max_lag}",
+                  "spec_time": "energy-weighted log10 distance of the temporal power spectra",
+                  "spec_space": "energy-weighted log10 distance of the spatial (wavenumber) power spectra"}
+    data = {}
+    for key, rows in out.items():
+        s, f, r = (np.asarray(col, dtype=np.float64) for col in zip(*rows))
+        data[key] = (("variable",), s, {"long_name": long_names[key] + " (mean over both truth sets)"})
+        data[f"{key}_floor"] = (("variable",), f, {"long_name": "truth-vs-truth floor of " + key})
+        data[f"{key}_ratio"] = (("variable",), r, {"long_name": f"{key} / {key}_floor (about 1: within noise)"})
+    data["sliced_wasserstein"] = ((), sw[0], {"long_name": f"sliced Wasserstein-1 distance of the joint "
+                                                           f"standardised state, {n_projections} directions"})
+    data["sliced_wasserstein_floor"] = ((), sw[1], {"long_name": "truth-vs-truth floor of sliced_wasserstein"})
+    data["sliced_wasserstein_ratio"] = ((), sw[2], {"long_name": "sliced_wasserstein / its floor"})
+    if bounds is not None:
+        for key, (low, high) in bounds.items():
+            dims = () if key == "sliced_wasserstein" else ("variable",)
+            data[f"{key}_ratio_low"] = (dims, low, {"long_name": f"{key}_ratio: lower end of its {100 * ci:g} % "
+                                                                f"member-bootstrap interval"})
+            data[f"{key}_ratio_high"] = (dims, high, {"long_name": f"{key}_ratio: upper end of its {100 * ci:g} % "
+                                                                  f"member-bootstrap interval"})
+    ds = xr.Dataset(data, coords={"variable": ("variable", np.array(names, dtype=object))})
+    ds.attrs.update({"climate_runs": R, "climate_saves": T, "climate_max_lag": int(max_lag),
+                     "climate_nperseg": int(nperseg), "climate_n_projections": int(n_projections),
+                     "climate_band_fraction": float(band_fraction), "climate_seed": int(seed),
+                     "climate_n_boot": int(n_boot), "climate_ci": float(ci)})
+    return ds
+
+
+def _score_rows(e, a, b, groups, *, dt, max_lag, nperseg, lattice, n_projections, band_fraction, seed, scale):
+    """``({distance: [(score, floor, ratio) per variable]}, sliced (score, floor, ratio))``."""
     out: dict[str, list] = {k: [] for k in ("wasserstein", "acf", "spec_time", "spec_space")}
     for name, sl in groups.items():
         ev, av, bv = e[..., sl], a[..., sl], b[..., sl]
@@ -251,30 +303,44 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
                                              sp["e"], sp["a"], sp["b"]))
         else:
             out["spec_space"].append((np.nan, np.nan, np.nan))
-
-    scale = np.concatenate([a, b]).reshape(-1, D).std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
     sw = _triple(lambda p, q: sliced_wasserstein(p, q, scale=scale, n_projections=n_projections, seed=seed), e, a, b)
+    return out, sw
 
-    long_names = {"wasserstein": "Wasserstein-1 distance of the marginals",
-                  "acf": f"RMS difference of the autocorrelation over lags 0..{max_lag}",
-                  "spec_time": "energy-weighted log10 distance of the temporal power spectra",
-                  "spec_space": "energy-weighted log10 distance of the spatial (wavenumber) power spectra"}
-    data = {}
-    for key, rows in out.items():
-        s, f, r = (np.asarray(col, dtype=np.float64) for col in zip(*rows))
-        data[key] = (("variable",), s, {"long_name": long_names[key] + " (mean over both truth sets)"})
-        data[f"{key}_floor"] = (("variable",), f, {"long_name": "truth-vs-truth floor of " + key})
-        data[f"{key}_ratio"] = (("variable",), r, {"long_name": f"{key} / {key}_floor (about 1: within noise)"})
-    data["sliced_wasserstein"] = ((), sw[0], {"long_name": f"sliced Wasserstein-1 distance of the joint "
-                                                           f"standardised state, {n_projections} directions"})
-    data["sliced_wasserstein_floor"] = ((), sw[1], {"long_name": "truth-vs-truth floor of sliced_wasserstein"})
-    data["sliced_wasserstein_ratio"] = ((), sw[2], {"long_name": "sliced_wasserstein / its floor"})
-    ds = xr.Dataset(data, coords={"variable": ("variable", np.array(names, dtype=object))})
-    ds.attrs.update({"climate_runs": R, "climate_saves": T, "climate_max_lag": int(max_lag),
-                     "climate_nperseg": int(nperseg), "climate_n_projections": int(n_projections),
-                     "climate_band_fraction": float(band_fraction), "climate_seed": int(seed)})
-    return ds
+
+def _ratio_intervals(e, a, b, groups, settings, n_boot: int, ci: float, seed: int
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    r"""Member-bootstrap intervals of every ratio: the runs ``i`` are the units, the triple
+    :math:`(E_i, A_i, B_i)` of independent runs drawn together with replacement
+    (:func:`dynlab.eval.stats.bootstrap`), every score, floor and ratio recomputed on each
+    replicate; the percentile interval of the replicates (NaN where a ratio is undefined,
+    e.g. ``spec_space`` off the lattice). With one run per sample the interval is the point."""
+    from .stats import bootstrap
+
+    keys = ("wasserstein", "acf", "spec_time", "spec_space")
+
+    cache: dict[tuple, np.ndarray] = {}
+
+    def ratios(drawn: np.ndarray) -> np.ndarray:
+        idx = drawn[:, 0]
+        key = tuple(sorted(idx.tolist()))  # every distance depends only on the multiset of runs drawn
+        if key not in cache:
+            rows, sw = _score_rows(e[idx], a[idx], b[idx], groups, **settings)
+            cache[key] = np.asarray([r for k in keys for (_, _, r) in rows[k]] + [sw[2]], dtype=np.float64)
+        return cache[key]
+
+    runs = np.arange(e.shape[0])[:, None]  # run i of E, A and B is one unit
+    with np.errstate(all="ignore"):
+        iv = bootstrap(runs, ratios, n_boot=n_boot if e.shape[0] > 1 else 1, ci=ci, seed=seed)["value"]
+    est = np.asarray(iv.estimate, dtype=np.float64)
+    # all-inf replicates (a blown-up emulator) give NaN quantiles: the interval is then [inf, inf]
+    low = np.where(np.isnan(np.broadcast_to(iv.low, est.shape)) & np.isinf(est), est,
+                   np.broadcast_to(np.asarray(iv.low, dtype=np.float64), est.shape))
+    high = np.where(np.isnan(np.broadcast_to(iv.high, est.shape)) & np.isinf(est), est,
+                    np.broadcast_to(np.asarray(iv.high, dtype=np.float64), est.shape))
+    n_var = len(groups)
+    out = {k: (low[i * n_var:(i + 1) * n_var], high[i * n_var:(i + 1) * n_var]) for i, k in enumerate(keys)}
+    out["sliced_wasserstein"] = (low[-1], high[-1])
+    return out
 
 
 def climate_samples(emulator, reference, contexts: Any, truth_contexts: Any, steps: int, transient: int, *,

@@ -150,9 +150,14 @@ def evaluate_emulators(emulators: Mapping[str, AbstractEmulator], ds, test_membe
     return metrics, summ
 
 
+#: member-bootstrap replicates of the climate-floor ratios (each recomputes every distance)
+CLIMATE_N_BOOT = 200
+
+
 def _climate_floor(emulator, ds, setup, log):
     """Per-variable W1, sliced W1, ACF and spectral distances of the emulator's long rollouts as
-    ratios to the truth-vs-truth floor (:mod:`dynlab.eval.climate`); None where not applicable."""
+    ratios to the truth-vs-truth floor (:mod:`dynlab.eval.climate`), with member-bootstrap
+    intervals (``*_ratio_low``/``*_ratio_high``); None where not applicable."""
     opts = setup.options
     if not (opts.climate_floor and setup.long_rollout and setup.system is not None) or setup.stochastic:
         return None
@@ -163,7 +168,8 @@ def _climate_floor(emulator, ds, setup, log):
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             return reference_climate_scores(emulator, ds, setup, transient, lattice=lattice,
-                                            nperseg=min(setup.nperseg, setup.long_rollout - transient))
+                                            nperseg=min(setup.nperseg, setup.long_rollout - transient),
+                                            n_boot=min(opts.n_boot, CLIMATE_N_BOOT), ci=opts.ci, seed=opts.seed)
     except ValueError as err:
         log(f"climate floor skipped: {err}")
         setup.notes.append(f"climate floor skipped: {err}")
@@ -203,15 +209,35 @@ def _lyapunov(emulator, ds, setup, log):
 def _summary_numbers(climate, lyap) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if climate is not None:
+        intervals = {}
         for name, var in climate.data_vars.items():
             if str(name).endswith("_ratio"):
-                values = np.asarray(var.values, dtype=float)
-                out[f"climate_{name}"] = float(np.nanmax(values)) if values.size else float("nan")
+                values = np.asarray(var.values, dtype=float).reshape(-1)
+                out[f"climate_{name}"] = float(np.nanmax(values)) if not np.isnan(values).all() else float("nan")
+                bounds = _ratio_bounds(climate, str(name))
+                if bounds is not None:
+                    intervals[str(name)] = list(bounds)
+        if intervals:
+            out["climate_intervals"] = intervals
     if lyap is not None:
         for who, res in lyap.items():
             out[f"lyapunov_{who}"] = [float(v) for v in res.spectrum]
             out[f"kaplan_yorke_{who}"] = float(res.kaplan_yorke)
     return out
+
+
+def _ratio_bounds(climate, name: str) -> tuple[float, float] | None:
+    """The bootstrap interval ``(low, high)`` of ratio ``name`` at the variable where it is largest
+    (the one the summary reports), None without intervals."""
+    if f"{name}_low" not in climate.data_vars:
+        return None
+    values = np.asarray(climate[name].values, dtype=float).reshape(-1)
+    low = np.asarray(climate[f"{name}_low"].values, dtype=float).reshape(-1)
+    high = np.asarray(climate[f"{name}_high"].values, dtype=float).reshape(-1)
+    if np.isnan(values).all():
+        return None
+    i = int(np.argmax(np.where(np.isnan(values), -np.inf, values)))
+    return float(low[i]), float(high[i])
 
 
 def _write_chaos(out_dir: Path, climate, lyap) -> None:
@@ -221,9 +247,18 @@ def _write_chaos(out_dir: Path, climate, lyap) -> None:
         lines += ["", "## Climate against the noise floor", "",
                   "Distance of the emulator's long rollouts from the truth divided by the distance between two "
                   "independent truth samples of the same size (1: as close as the truth is to itself; "
-                  "`climate.zarr`; largest over variables).", "", "| score | ratio to floor |", "|---|---|"]
-        lines += [f"| {str(n)[:-6]} | {float(np.nanmax(np.asarray(v.values, dtype=float))):.3g} |"
-                  for n, v in climate.data_vars.items() if str(n).endswith("_ratio")]
+                  "`climate.zarr`; largest over variables), with its member-bootstrap interval "
+                  f"({climate.attrs.get('climate_n_boot', 0)} replicates of the "
+                  f"{climate.attrs.get('climate_runs', '?')} runs).", "",
+                  "| score | ratio to floor | interval |", "|---|---|---|"]
+        for n, v in climate.data_vars.items():
+            if not str(n).endswith("_ratio"):
+                continue
+            values = np.asarray(v.values, dtype=float)
+            ratio = float(np.nanmax(values)) if not np.isnan(values).all() else float("nan")
+            bounds = _ratio_bounds(climate, str(n))
+            cell = "—" if bounds is None else f"[{bounds[0]:.3g}, {bounds[1]:.3g}]"
+            lines.append(f"| {str(n)[:-6]} | {ratio:.3g} | {cell} |")
     if lyap is not None:
         em, ref = lyap["emulator"], lyap["system"]
         lines += ["", "## Lyapunov spectrum", "",
