@@ -270,13 +270,15 @@ def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, 
                                      steps: int, save_interval: float, *, reference: Any,
                                      co2_multiple: float = 4.0, rtol: float = 0.05,
                                      tau_rtol: float | None = None,
-                                     forcing: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                                     forcing: torch.Tensor | None = None, base: Any = None) -> dict[str, np.ndarray]:
     """After an abrupt ``co2_multiple``× step (``system`` and ``emulator`` carry the raised CO₂;
     ``context`` ends at the base state), the emulator's effective sensitivity by Gregory
     regression (ΔT where its implied net heating vanishes) is within ``rtol`` (relative) of
     ``reference``: a number (K, the same step's warming) or a reference emulator run the same
     way; with ``tau_rtol`` and a reference emulator, its adjustment e-folding time too
-    (:func:`dynlab.eval.physics.climate_response`). Returns the emulator's response."""
+    (:func:`dynlab.eval.physics.climate_response`; a seasonal model is averaged over years and
+    needs ``base``, the control climate's annual mean, :func:`~dynlab.eval.physics.control_temperature`).
+    Returns the emulator's response."""
     from .eval.physics import climate_response
 
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
@@ -284,10 +286,10 @@ def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, 
     if tau_rtol is not None and not (isinstance(tau_rtol, (int, float)) and tau_rtol > 0):
         raise ValueError(f"tau_rtol must be a number > 0 or None, got {tau_rtol!r}")
     got = climate_response(emulator, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
-                           forcing=forcing)
+                           forcing=forcing, base=base)
     if isinstance(reference, AbstractEmulator):
         want = climate_response(reference, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
-                                forcing=forcing)
+                                forcing=forcing, base=base)
         ecs_ref, tau_ref = want["ecs"], want["tau"]
     elif isinstance(reference, (int, float)) and not isinstance(reference, bool) and np.isfinite(reference):
         if tau_rtol is not None:
