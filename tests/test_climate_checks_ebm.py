@@ -127,6 +127,11 @@ def test_equilibrium_warming_outside_the_training_range(tmp_path_factory):
                                              "+system.randomize={co2_multiple:[1,4]}", "time.t_end=60",
                                              "ensemble.members=4"])
     ref = ReferenceEmulator.from_dataset(ds)
+    truth = torch.as_tensor(ref.codec.encode(ds))
+    with torch.no_grad():  # bound to the members' drawn levels it is the store; unbound it runs at 1x
+        bound = ReferenceEmulator.from_dataset(ds, members=[0, 1, 2, 3]).rollout(truth[:, :1], 20)
+        plain = ref.rollout(truth[:, :1], 20)
+    assert torch.equal(bound, truth[:, 1:21]) and (plain - truth[:, 1:21]).abs().max() > 0.5
     table, reason = P.physics_checks({"leaky": Scaled(ref, 0.99)}, ds, [0, 1], ref.codec)
     assert reason == "" and table.attrs["outside"] == [8.0]
     lo, hi = table.attrs["training_range"]

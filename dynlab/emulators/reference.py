@@ -211,11 +211,23 @@ class ReferenceEmulator(AbstractEmulator):
     @classmethod
     def from_dataset(cls, ds, codec: StateCodec | None = None,
                      integrator: AbstractIntegrator | str | None = None, *,
-                     t0: float | None = None) -> "ReferenceEmulator":
+                     t0: float | None = None, members: Any = None) -> "ReferenceEmulator":
         """The reference emulator of a dataset written by ``dynlab simulate``
         (its system, integrator, ``dt`` and save interval from the store attributes; the clock
-        of a time-dependent system starts at ``t0``, default the store's first time)."""
+        of a time-dependent system starts at ``t0``, default the store's first time).
+
+        A store with parameters drawn per member (``system.randomize``, e.g. ``co2_multiple``)
+        needs ``members``: the member ids, in batch order, that the emulator will step (their
+        stored values are bound to the system, :meth:`bind`); without them the system runs at
+        its configured value."""
         system = system_from_dataset(ds)
+        drawn = dict(getattr(system.params, "randomize", None) or {})
+        if drawn and members is not None:
+            missing = [name for name in drawn if name not in ds.variables]
+            if missing:
+                raise ValueError(f"the store holds no per-member values of {missing}")
+            system = system.bind({name: torch.as_tensor(ds[name].sel(member=list(members)).values,
+                                                        dtype=torch.float64) for name in drawn})
         if integrator is None:
             integrator = integrator_from_dataset(ds)
         dt, save_every = ds.dynlab.dt, ds.dynlab.save_every

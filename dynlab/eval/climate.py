@@ -404,7 +404,8 @@ def reference_climate_scores(emulator, ds, setup, transient: int, **kwargs):
     The emulator is rolled out ``setup.long_rollout`` saves from the first context of each
     of the R test members; the dataset's reference system (its
     :class:`~dynlab.emulators.ReferenceEmulator`) from the first 2R training members
-    (``setup.train_series``, disjoint from the test members), halves A and B.
+    (``setup.train_series``, disjoint from the test members), halves A and B; on a store with
+    a CO₂ level per member each reference run keeps its member's level.
     ``kwargs`` go to :func:`climate_scores` (``lattice``, ``max_lag``, ``nperseg``, ...).
     """
     from ..emulators.reference import ReferenceEmulator
@@ -416,7 +417,11 @@ def reference_climate_scores(emulator, ds, setup, transient: int, **kwargs):
     if train is None or train.shape[0] < 2 * R or set(setup.train_members) & set(setup.members.tolist()):
         raise ValueError(f"the floor needs {2 * R} training members disjoint from the {R} test members, "
                          f"got {0 if train is None else train.shape[0]}")
-    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
+    truth_members = list(setup.train_members[:2 * R])
+    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec, members=truth_members)
+    if getattr(reference.system, "_member_values", None) and 2 * R > setup.batch_size:
+        raise ValueError(f"per-member parameters: the {2 * R} reference runs must fit one batch "
+                         f"(batch_size={setup.batch_size})")
     contexts = setup.contexts.reshape(R, -1, setup.context, setup.codec.n_features)[:, 0]
     e, a, b = climate_samples(emulator, reference, contexts, train[:2 * R, :setup.context], setup.long_rollout,
                               transient, batch_size=setup.batch_size, device=setup.device)
