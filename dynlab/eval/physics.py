@@ -49,6 +49,38 @@ With global-mean temperature :math:`T` and heat content :math:`H = C\,T`
 * equilibrium warming at fixed CO₂ multiples (:func:`equilibrium_warming`): the
   tail mean of a rollout from the base state, against a reference run of the true
   system at the same level.
+* transient climate response (:func:`transient_response`) under a compound ramp of
+  rate r from t = 0: the mean warming over the ``TCR_WINDOW`` (20 yr) centred on the
+  doubling time :math:`t_{2×} = \ln 2/\ln(1 + r)` (69.7 yr at 1 %/yr).
+
+**Reference row.** :func:`climate_report` rolls the store's
+:class:`~dynlab.emulators.reference.ReferenceEmulator` out beside the emulators (the 1-D
+EBM through its ``state_from_observables`` hook, with a clock for the seasons and CO₂
+ramps), so every number has the true system's value next to it: the budget residual of
+the reference is the floor set by the trapezoid rule at the save interval (seasons and
+ice edges make :math:`N_{toa}` rough), the emulator's must be near it.
+
+**Seasonal cycle.** With seasonal insolation (``ebm_1d``, ``insolation=seasonal``)
+global-mean T and N swing by several K and tens of W m⁻² within a year, a loop that
+biases a regression on sub-annual saves (ECS 5.44 K and τ 1.94 yr instead of 5.16 K and
+0.85 yr on the default abrupt-4× EBM). The response is therefore computed from annual
+means (:func:`cycle_saves`, :func:`annual_means`); the base temperature is the control
+climate's annual mean, a one-year run of the reference held at 1× from the first state
+(:func:`control_temperature`). A rollout that blows up has infinite budget residuals and
+reports ``finite_years``, the time it stayed finite (the physics table used to be NaN).
+
+**Levels outside the training range.** On a store with a CO₂ level per member,
+:func:`physics_checks` gives :func:`equilibrium_table`: equilibrium warming at fixed
+multiples (default 2.5× and 8×) against the reference held at them, with the store's
+range of levels and the levels outside it in the attributes, e.g.::
+
+    dynlab run system=slab_ocean_0d system.scenario=constant \
+        '+system.randomize={co2_multiple:[1,4]}' time.t_end=100 learner=linear ...
+    dynlab run system=ebm_1d system.scenario=abrupt '+system.randomize={co2_multiple:[1,4]}' ...
+
+An emulator without forcing inputs cannot be told the level; its one equilibrium then
+misses the others (an emulator with forcing inputs is not run here: its forcing is not
+built from the store).
 """
 from __future__ import annotations
 
@@ -648,6 +680,14 @@ def _ramp_rate(system: AbstractSystem) -> float | None:
     return float(s.rate) if isinstance(s, CompoundRampCO2) and s.onset == 0.0 else None
 
 
+def _is_step(system: AbstractSystem) -> bool:
+    """An abrupt CO₂ step at or before t = 0 (the Gregory regression's experiment)."""
+    from simulators.climate.scenarios import AbruptCO2
+
+    s = getattr(system, "scenario", None)
+    return isinstance(s, AbruptCO2) and s.onset <= 0.0
+
+
 def climate_report(emulators: Mapping[str, AbstractEmulator], system: AbstractSystem, codec: StateCodec,
                    context: torch.Tensor, steps: int, save_interval: float, *, co2_multiple: float = 4.0,
                    reference: ReferenceEmulator | None = None, base: Any = None):
@@ -683,7 +723,7 @@ def climate_report(emulators: Mapping[str, AbstractEmulator], system: AbstractSy
             if t[-1] >= math.log(2.0) / math.log1p(rate) + TCR_WINDOW / 2:
                 out["tcr"] = transient_response(T, t, b, rate=rate)
             out["finite_years"] = _finite_years(states, times)
-        elif system.scenario.co2(times[-1]) != system.params.co2_reference and co2_multiple != 1:
+        elif _is_step(system) and co2_multiple != 1:
             out.update(response_from_states(system, states, save_interval, co2_multiple=co2_multiple, base=base))
         else:
             out["finite_years"] = _finite_years(states, times)
