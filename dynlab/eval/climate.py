@@ -105,7 +105,14 @@ def wasserstein_1(p: Any, q: Any) -> float:
         raise ValueError("the truth sample q has non-finite values")
     if not np.isfinite(a).all():
         return float("inf")
+    if a.size == b.size:  # equal sizes: W1 = mean |a_(i) − b_(i)| of the order statistics (no weights)
+        return float(np.mean(np.abs(np.sort(a) - np.sort(b))))
     return float(wasserstein_distance(a, b))
+
+
+def _sorted_w1(pa: np.ndarray, pb: np.ndarray) -> float:
+    """Mean over columns of W1 between equal-size columns ``(N, n)``: mean |order statistics|."""
+    return float(np.mean(np.abs(np.sort(pa, axis=0) - np.sort(pb, axis=0))))
 
 
 def _directions(D: int, n_projections: int, seed: int) -> np.ndarray:
@@ -133,6 +140,8 @@ def sliced_wasserstein(p: Any, q: Any, *, scale: Any = None, n_projections: int 
         return float("inf")
     theta = _directions(D, n_projections, seed)
     pa, pb = a @ theta.T, b @ theta.T  # (N, n)
+    if pa.shape == pb.shape:
+        return _sorted_w1(pa, pb)
     return float(np.mean([wasserstein_1(pa[:, i], pb[:, i]) for i in range(theta.shape[0])]))
 
 
@@ -307,25 +316,94 @@ def _score_rows(e, a, b, groups, *, dt, max_lag, nperseg, lattice, n_projections
     return out, sw
 
 
+class _RunSummaries:
+    """Per-run pieces of one sample ``(R, T, D)`` from which every distance of a resample of its
+    runs follows exactly: the values per variable (W1 pools them), the projections of the sliced
+    W1, and per run the mean ACF, the summed temporal spectra of the finite series with their
+    count (:func:`~dynlab.eval.spectra.mean_power_spectrum` averages those) and the mean spatial
+    spectrum; runs with non-finite values are flagged (a resample holding one scores inf)."""
+
+    def __init__(self, x: np.ndarray, groups, *, dt, max_lag, nperseg, lattice, theta, scale):
+        from scipy.signal import welch
+
+        R, _, D = x.shape
+        self.x = x
+        self.finite = np.isfinite(x).reshape(R, -1).all(axis=1)
+        self.proj = (x.reshape(-1, D) / scale @ theta.T).reshape(R, -1, theta.shape[0])
+        series = np.moveaxis(x, 1, -1)  # (R, D, T), as in mean_power_spectrum
+        ok = np.isfinite(series).all(axis=-1)
+        _, power = welch(np.where(np.isfinite(series), series, 0.0), fs=1.0 / dt, nperseg=int(nperseg),
+                         detrend="linear", axis=-1)
+        self.acf, self.spec_sum, self.spec_count, self.space = {}, {}, {}, {}
+        for name, sl in groups.items():
+            v = x[..., sl]
+            self.acf[name] = np.stack([autocorrelation(v[i:i + 1], max_lag) for i in range(R)])
+            self.spec_sum[name] = np.where(ok[:, sl, None], power[:, sl], 0.0).sum(axis=1)[:, 1:]  # (R, F − 1)
+            self.spec_count[name] = ok[:, sl].sum(axis=1)
+            if name in lattice:
+                self.space[name] = np.stack([spatial_power_spectrum(v[i:i + 1]) for i in range(R)])
+
+    def take(self, idx: np.ndarray, name: str, sl: slice, max_lag: int) -> dict[str, Any]:
+        """The quantities of the resample ``idx`` for variable ``name``."""
+        finite = bool(self.finite[idx].all())
+        count = self.spec_count[name][idx].sum()
+        spec = self.spec_sum[name][idx].sum(axis=0) / count if count else np.full(self.spec_sum[name].shape[1],
+                                                                                  np.nan)
+        out = {"values": self.x[idx][..., sl], "spec": spec,
+               "acf": self.acf[name][idx].mean(axis=0) if finite else np.full(max_lag + 1, np.inf)}
+        if name in self.space:
+            out["space"] = self.space[name][idx].mean(axis=0) if finite else np.full(self.space[name].shape[1], np.inf)
+        return out
+
+
+def _resampled_ratios(parts: tuple["_RunSummaries", ...], idx: np.ndarray, groups, keys, *, max_lag, lattice,
+                      band_fraction) -> np.ndarray:
+    """Every ratio of the resample ``idx`` (the same run draw for E, A and B), in ``keys`` order
+    per variable, then the sliced W1."""
+    rows: dict[str, list] = {k: [] for k in keys}
+    for name, sl in groups.items():
+        e, a, b = (p.take(idx, name, sl, max_lag) for p in parts)
+        rows["wasserstein"].append(_triple(wasserstein_1, e["values"], a["values"], b["values"])[2])
+        rows["acf"].append(_triple(lambda p, q: float(np.sqrt(np.mean((p - q) ** 2))), e["acf"], a["acf"],
+                                   b["acf"])[2])
+        ref = 0.5 * (a["spec"] + b["spec"])
+        rows["spec_time"].append(_triple(lambda p, q: log_spectral_distance(p, q, ref, band_fraction),
+                                         e["spec"], a["spec"], b["spec"])[2])
+        if name in lattice:
+            ref_s = 0.5 * (a["space"] + b["space"])
+            rows["spec_space"].append(_triple(lambda p, q: log_spectral_distance(p, q, ref_s, band_fraction),
+                                              e["space"], a["space"], b["space"])[2])
+        else:
+            rows["spec_space"].append(np.nan)
+    pe, pa, pb = (p.proj[idx].reshape(-1, p.proj.shape[-1]) for p in parts)
+    sw = np.inf if not parts[0].finite[idx].all() else _triple(_sorted_w1, pe, pa, pb)[2]
+    return np.asarray([r for k in keys for r in rows[k]] + [sw], dtype=np.float64)
+
+
 def _ratio_intervals(e, a, b, groups, settings, n_boot: int, ci: float, seed: int
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     r"""Member-bootstrap intervals of every ratio: the runs ``i`` are the units, the triple
     :math:`(E_i, A_i, B_i)` of independent runs drawn together with replacement
     (:func:`dynlab.eval.stats.bootstrap`), every score, floor and ratio recomputed on each
-    replicate; the percentile interval of the replicates (NaN where a ratio is undefined,
-    e.g. ``spec_space`` off the lattice). With one run per sample the interval is the point."""
+    replicate (exactly, from per-run pieces: :class:`_RunSummaries`); the percentile interval
+    of the replicates (NaN where a ratio is undefined, e.g. ``spec_space`` off the lattice;
+    ``[inf, inf]`` where every replicate is inf). With one run per sample it is the point."""
     from .stats import bootstrap
 
     keys = ("wasserstein", "acf", "spec_time", "spec_space")
-
+    theta = _directions(e.shape[-1], settings["n_projections"], settings["seed"])
+    common = dict(dt=settings["dt"], max_lag=settings["max_lag"], nperseg=settings["nperseg"],
+                  lattice=settings["lattice"], theta=theta, scale=settings["scale"])
+    with np.errstate(all="ignore"):
+        parts = tuple(_RunSummaries(x, groups, **common) for x in (e, a, b))
     cache: dict[tuple, np.ndarray] = {}
 
     def ratios(drawn: np.ndarray) -> np.ndarray:
-        idx = drawn[:, 0]
-        key = tuple(sorted(idx.tolist()))  # every distance depends only on the multiset of runs drawn
+        idx = np.sort(drawn[:, 0])
+        key = tuple(idx.tolist())  # every distance depends only on the multiset of runs drawn
         if key not in cache:
-            rows, sw = _score_rows(e[idx], a[idx], b[idx], groups, **settings)
-            cache[key] = np.asarray([r for k in keys for (_, _, r) in rows[k]] + [sw[2]], dtype=np.float64)
+            cache[key] = _resampled_ratios(parts, idx, groups, keys, max_lag=settings["max_lag"],
+                                           lattice=settings["lattice"], band_fraction=settings["band_fraction"])
         return cache[key]
 
     runs = np.arange(e.shape[0])[:, None]  # run i of E, A and B is one unit
