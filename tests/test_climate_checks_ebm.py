@@ -145,3 +145,19 @@ def test_equilibrium_warming_outside_the_training_range(tmp_path_factory):
     # the leaky map, told no level, misses at least one of them by far
     err = np.abs(np.stack([table[f"equilibrium_error_{k:g}x"].sel(learner="leaky").values for k in (2.5, 8.0)]))
     assert np.all(err.max(axis=0) > 2.0)
+
+
+def test_climate_helpers_validate_and_average_whole_years():
+    ebm = P.with_co2_multiple(__import__("simulators").make_system("ebm_1d", n_lat=6), 1.0)
+    assert P.cycle_saves(ebm, 0.05) == 20 and P.cycle_saves(ebm, 1.0) == 1
+    with pytest.raises(ValueError, match="does not divide a year"):
+        P.cycle_saves(ebm, 0.3)
+    x = np.arange(10.0)[None].repeat(2, 0)
+    np.testing.assert_array_equal(P.annual_means(x, 4), [[1.5, 5.5], [1.5, 5.5]])  # the partial year dropped
+    with pytest.raises(ValueError, match="n a positive integer"):
+        P.annual_means(x, 0)
+    t = np.arange(0.0, 70.0)
+    with pytest.raises(ValueError, match="doubling time"):
+        P.transient_response(t[None], t, [0.0])
+    with pytest.raises(ValueError, match="states must have shape"):
+        P.budget_from_states(ebm, torch.zeros(2, 5, 6), np.arange(5.0))

@@ -379,10 +379,21 @@ def _finite_years(states: torch.Tensor, times: np.ndarray) -> np.ndarray:
     return times[np.maximum(first_bad - 1, 0)] - times[0]
 
 
+def _check_states(system: AbstractSystem, states: Any) -> None:
+    n = len(system.state_shape)
+    if not torch.is_tensor(states) or states.ndim != 2 + n or tuple(states.shape[2:]) != tuple(system.state_shape) \
+            or states.shape[1] < 2:
+        raise ValueError(f"states must have shape (B, T >= 2, {', '.join(map(str, system.state_shape))}), got "
+                         f"{tuple(states.shape) if torch.is_tensor(states) else type(states).__name__}")
+
+
 def budget_from_states(system: AbstractSystem, states: torch.Tensor, times: Any) -> dict[str, np.ndarray]:
     """The energy budget of states ``(B, T, *state_shape)`` at ``times`` ``(T,)`` (years): the dict
     of :func:`energy_budget`; a row with non-finite states (a blow-up) has infinite residuals."""
     t = np.asarray(times, dtype=np.float64)
+    _check_states(system, states)
+    if t.shape != (states.shape[1],) or not np.all(np.diff(t) > 0):
+        raise ValueError(f"times must be ({states.shape[1]},) increasing, got shape {t.shape}")
     N = system.diagnostics(torch.as_tensor(t), states)["N_toa"].detach().cpu().double().numpy()
     H = heat_content(system, states).detach().cpu().double().numpy()
     s = _seconds_per_year()
@@ -518,7 +529,8 @@ def response_from_states(system: AbstractSystem, states: torch.Tensor, save_inte
     base state): the dict of :func:`climate_response`. A seasonal model is averaged over whole
     years first and needs ``base`` ``(B,)``, the control climate's annual mean
     (:func:`control_temperature`)."""
-    T, H, t, n = _series(system, states, save_interval)
+    _check_states(system, states)
+    T, H, t, n = _series(system, states, _check_positive("save_interval", save_interval))
     if n > 1 and base is None:
         raise ValueError(f"{system.name!r} has a seasonal cycle: pass base, the control climate's annual-mean "
                          "temperature (control_temperature)")
@@ -575,6 +587,9 @@ def control_temperature(reference: ReferenceEmulator, start: torch.Tensor, years
     of the states at the saves of those years)."""
     if isinstance(years, bool) or not isinstance(years, int) or years < 1:
         raise ValueError(f"years must be a positive integer, got {years!r}")
+    if not torch.is_tensor(start) or start.ndim != 2 or start.shape[-1] != reference.n_features:
+        raise ValueError(f"start must have shape (B, {reference.n_features}), got "
+                         f"{tuple(start.shape) if torch.is_tensor(start) else type(start).__name__}")
     control = held_reference(reference, 1.0)
     n = max(1, round(years / control.save_interval))
     with torch.no_grad():
