@@ -226,6 +226,14 @@ def _summary_numbers(climate, lyap) -> dict[str, Any]:
     return out
 
 
+def _degenerate_floor(climate, key: str) -> bool:
+    """Whether the floor of score ``key`` is below 1e-6 of its score for some variable (finite scores)."""
+    score = np.asarray(climate[key].values, dtype=float).reshape(-1)
+    floor = np.asarray(climate[f"{key}_floor"].values, dtype=float).reshape(-1)
+    ok = np.isfinite(score) & (score > 0)
+    return bool(np.any(floor[ok] < 1e-6 * score[ok]))
+
+
 def _ratio_bounds(climate, name: str) -> tuple[float, float] | None:
     """The bootstrap interval ``(low, high)`` of ratio ``name`` at the variable where it is largest
     (the one the summary reports), None without intervals."""
@@ -259,6 +267,12 @@ def _write_chaos(out_dir: Path, climate, lyap) -> None:
             bounds = _ratio_bounds(climate, str(n))
             cell = "—" if bounds is None else f"[{bounds[0]:.3g}, {bounds[1]:.3g}]"
             lines.append(f"| {str(n)[:-6]} | {ratio:.3g} | {cell} |")
+        flat = [str(n)[:-6] for n in climate.data_vars if str(n).endswith("_floor")
+                and _degenerate_floor(climate, str(n)[:-6])]
+        if flat:
+            lines += ["", f"Near-zero floors ({', '.join(flat)}): the truth runs nearly coincide (a deterministic, "
+                      "damped system such as the slab or the EBM), so those ratios count the distance in units of "
+                      "round-off, not of the truth's own variability; read the physics checks instead."]
     if lyap is not None:
         em, ref = lyap["emulator"], lyap["system"]
         lines += ["", "## Lyapunov spectrum", "",
