@@ -24,7 +24,8 @@ from dynlab.emulators.base import AbstractEmulator
 from dynlab.emulators.reference import ReferenceEmulator
 from dynlab.eval import physics as P
 from dynlab.pipeline.simulate import simulate
-from dynlab.testing import assert_budget_closed, assert_climate_sensitivity_close
+from dynlab.testing import (assert_budget_closed, assert_climate_sensitivity_close,
+                            assert_transient_response_close)
 
 EBM = ["system=ebm_1d", "system.n_lat=18", "system.scenario=abrupt_4x", "time.dt=0.01", "time.save_every=0.05",
        "time.spinup=10", "time.t_end=12", "ensemble.members=2"]
@@ -120,6 +121,15 @@ def test_transient_response_of_the_slab_to_a_one_percent_ramp(tmp_path_factory):
     np.testing.assert_allclose(table["tcr"].sel(learner="reference:rk4").values, want, rtol=1e-4)
     assert np.all(table["tcr"].sel(learner="leaky").values < 0.97 * want)  # the leak adds ~0.07 W m-2 K-1
     assert "ecs" not in table.data_vars  # no step: no Gregory regression
+    context = torch.as_tensor(ref.codec.encode(ds))[:, :1]
+    got = assert_transient_response_close(ref, ref.system, ref.codec, context, 85, 1.0, reference=want, rtol=1e-4)
+    np.testing.assert_allclose(got, table["tcr"].sel(learner="reference:rk4").values, rtol=1e-12)
+    with pytest.raises(AssertionError, match="transient climate response"):
+        assert_transient_response_close(Scaled(ref, 0.99), ref.system, ref.codec, context, 85, 1.0, reference=ref,
+                                        rtol=0.02)
+    with pytest.raises(ValueError, match="not under a compound CO2 ramp"):
+        assert_transient_response_close(ref, P.with_co2_multiple(ref.system, 2.0), ref.codec, context, 85, 1.0,
+                                        reference=2.0)
 
 
 def test_equilibrium_warming_outside_the_training_range(tmp_path_factory):
