@@ -280,13 +280,15 @@ def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, 
                                      steps: int, save_interval: float, *, reference: Any,
                                      co2_multiple: float = 4.0, rtol: float = 0.05,
                                      tau_rtol: float | None = None,
-                                     forcing: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                                     forcing: torch.Tensor | None = None, base: Any = None) -> dict[str, np.ndarray]:
     """After an abrupt ``co2_multiple``× step (``system`` and ``emulator`` carry the raised CO₂;
     ``context`` ends at the base state), the emulator's effective sensitivity by Gregory
     regression (ΔT where its implied net heating vanishes) is within ``rtol`` (relative) of
     ``reference``: a number (K, the same step's warming) or a reference emulator run the same
     way; with ``tau_rtol`` and a reference emulator, its adjustment e-folding time too
-    (:func:`dynlab.eval.physics.climate_response`). Returns the emulator's response."""
+    (:func:`dynlab.eval.physics.climate_response`; a seasonal model is averaged over years and
+    needs ``base``, the control climate's annual mean, :func:`~dynlab.eval.physics.control_temperature`).
+    Returns the emulator's response."""
     from .eval.physics import climate_response
 
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
@@ -294,10 +296,10 @@ def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, 
     if tau_rtol is not None and not (isinstance(tau_rtol, (int, float)) and tau_rtol > 0):
         raise ValueError(f"tau_rtol must be a number > 0 or None, got {tau_rtol!r}")
     got = climate_response(emulator, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
-                           forcing=forcing)
+                           forcing=forcing, base=base)
     if isinstance(reference, AbstractEmulator):
         want = climate_response(reference, system, codec, context, steps, save_interval, co2_multiple=co2_multiple,
-                                forcing=forcing)
+                                forcing=forcing, base=base)
         ecs_ref, tau_ref = want["ecs"], want["tau"]
     elif isinstance(reference, (int, float)) and not isinstance(reference, bool) and np.isfinite(reference):
         if tau_rtol is not None:
@@ -316,4 +318,44 @@ def assert_climate_sensitivity_close(emulator: AbstractEmulator, system, codec, 
         assert err[w] <= tau_rtol, (f"adjustment e-folding time is {got['tau'][w]:.4g} vs reference "
                                     f"{tau_ref[w]:.4g} (member {w}): relative error {err[w]:.3g} "
                                     f"> tau_rtol = {tau_rtol:.3g}")
+    return got
+
+
+__all__ += ["assert_transient_response_close"]
+
+
+def assert_transient_response_close(emulator: AbstractEmulator, system, codec, context: torch.Tensor, steps: int,
+                                    save_interval: float, *, reference: Any, rtol: float = 0.05,
+                                    base: Any = None) -> np.ndarray:
+    """Under the compound CO₂ ramp of ``system`` (``scenario=ramp_1pct`` or ``ramp_2pct``, from
+    t = 0; ``context`` ends at the state before it), the emulator's transient climate response
+    (mean warming over the 20 years centred on the doubling time,
+    :func:`dynlab.eval.physics.transient_response`; annual means for a seasonal model) is within
+    ``rtol`` (relative) of ``reference``: a number (K) or a reference emulator run the same way.
+    ``base`` ``(B,)``: the temperature before the ramp (default the first state's). Returns the
+    emulator's TCR ``(B,)``."""
+    from .eval.physics import _ramp_rate, _series, rollout_states, transient_response
+
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not rtol > 0:
+        raise ValueError(f"rtol must be a number > 0, got {rtol!r}")
+    rate = _ramp_rate(system)
+    if rate is None:
+        raise ValueError(f"system {system.name!r} is not under a compound CO2 ramp from t = 0 "
+                         f"(scenario {system.params.scenario!r})")
+
+    def tcr(em: AbstractEmulator) -> np.ndarray:
+        T, _, t, _ = _series(system, rollout_states(em, system, codec, context, steps), save_interval)
+        return transient_response(T, t, T[:, 0] if base is None else base, rate=rate)
+
+    got = tcr(emulator)
+    if isinstance(reference, AbstractEmulator):
+        want = tcr(reference)
+    elif isinstance(reference, (int, float)) and not isinstance(reference, bool) and np.isfinite(reference):
+        want = np.full_like(got, float(reference))
+    else:
+        raise ValueError(f"reference must be a finite number (K) or an emulator, got {type(reference).__name__}")
+    err = np.nan_to_num(np.abs(got - want) / np.abs(want), nan=np.inf)
+    w = int(np.argmax(err))
+    assert err[w] <= rtol, (f"transient climate response is {got[w]:.4g} K (member {w}) vs reference "
+                            f"{want[w]:.4g} K: relative error {err[w]:.3g} > rtol = {rtol:.3g}")
     return got

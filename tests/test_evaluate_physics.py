@@ -47,3 +47,33 @@ def test_lorenz96_run_reports_climate_floor_and_lyapunov_spectra(tmp_path):
     assert summary["lyapunov_emulator"][0] < summary["lyapunov_system"][0]  # the linear fit is not chaotic
     report = (result.run_dir / "report.md").read_text()
     assert "## Climate against the noise floor" in report and "## Lyapunov spectrum" in report
+
+
+def test_seasonal_ebm_run_reports_finite_climate_checks_with_a_reference_row(tmp_path):
+    """`dynlab run` on a seasonal abrupt-4x EBM: the physics table was NaN throughout (a blown-up
+    linear map, seasonal sampling); now the reference row is finite (annual means), the emulator's
+    row is finite or marked as a blow-up, and the climate floor's ratios carry intervals."""
+    cfg = compose("run", ["system=ebm_1d", "system.n_lat=18", "system.scenario=abrupt_4x", "system.initial_spread=3",
+                          "time.dt=0.01", "time.save_every=0.05", "time.spinup=2", "time.t_end=8", "name=ebm",
+                          "learner=linear", "learner.ridge=0.01", "ensemble.members=8", "data.context=4",
+                          "data.split.train=0.5", "data.split.val=0.25", "data.split.test=0.25", "train.steps=0",
+                          "evaluate.eval.horizon=20", "evaluate.eval.starts_per_member=2",
+                          "evaluate.eval.long_rollout=100", "evaluate.eval.climate_transient=10",
+                          "evaluate.eval.plots=false", "evaluate.eval.baselines=[persistence]",
+                          f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "progress=false"])
+    result = run(cfg, log=lambda m: None, echo=lambda m: None)
+    table = xr.open_zarr(result.run_dir / "physics.zarr", consolidated=False)
+    assert [str(v) for v in table["learner"].values] == ["reference:rk4", "linear"]
+    ref = table.sel(learner="reference:rk4")
+    for k in ("budget_residual_flux", "ecs", "tau", "warming"):
+        assert np.all(np.isfinite(ref[k].values)), k
+    assert np.all(np.abs(ref["budget_residual_flux"].values) < 0.15) and np.all(ref["ecs"].values > 2)
+    lin = table.sel(learner="linear")
+    blown = lin["finite_years"].values < float(ref["finite_years"].max())
+    assert np.all(np.isfinite(lin["budget_residual_flux"].values) | blown)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert set(summary["climate_intervals"]) >= {"wasserstein_ratio", "acf_ratio"}
+    low, high = summary["climate_intervals"]["wasserstein_ratio"]
+    assert low <= high
+    report = (result.run_dir / "report.md").read_text()
+    assert "annual means" in report and "| interval |" in report

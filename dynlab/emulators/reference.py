@@ -14,7 +14,17 @@ is the whole horizon.
 
 The codec's flat vector and the system's state are related by a permutation
 (both list the same numbers, perhaps in another order); it is found once by
-feeding ``system.observables`` the state indices ``0 … S−1``.
+feeding ``system.observables`` the state indices ``0 … S−1``. A system whose
+state holds more than its outputs (the 1-D EBM's accumulated heating) declares
+the inverse of ``observables`` as ``state_from_observables(observed) -> state``
+(:func:`state_from_features`), and is stepped through it.
+
+A *time-dependent* system (``system.time_dependent``: seasonal insolation, a CO₂
+ramp) is not restarted at t = 0 on each step: the emulator's recurrent state is
+then a clock ``(B,)``, the model time of its input, starting at ``t0`` (the time
+of the first context state). Forecasts from other start times need their own
+``t0``; the numerical-model baselines, scored from many start times, refuse such
+systems.
 
 Numerical-model baselines (docs/baselines.md) are the same emulator with one
 integration step per save interval: :func:`numerical_model` (Euler, Heun, RK4) and
@@ -34,6 +44,7 @@ from .base import AbstractEmulator
 from .codec import StateCodec
 
 __all__ = ["ReferenceEmulator", "codec_state_permutation", "state_variables", "features_from_state",
+           "state_from_features", "has_state_hook", "time_dependent",
            "system_from_dataset", "integrator_from_dataset", "numerical_model", "imperfect_system",
            "imperfect_model", "ForwardEuler", "Heun", "NUMERICAL_METHODS", "IMPERFECT_PARAMETER"]
 
@@ -88,6 +99,41 @@ def features_from_state(system: AbstractSystem, codec: StateCodec, state: torch.
     return torch.cat([observed[f.name].reshape(*lead, f.size) for f in codec.fields], dim=-1)
 
 
+def has_state_hook(system: AbstractSystem) -> bool:
+    """Whether ``system`` declares ``state_from_observables`` (its state holds more than its outputs)."""
+    return callable(getattr(system, "state_from_observables", None))
+
+
+def time_dependent(system: AbstractSystem) -> bool:
+    """Whether the tendency of ``system`` depends on model time over t ≥ 0 (``system.time_dependent``,
+    False where the system does not say)."""
+    return bool(getattr(system, "time_dependent", False))
+
+
+def _codec_fields(codec: StateCodec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Codec vectors ``(..., D)`` → ``{variable: (..., *shape)}``."""
+    out, offset = {}, 0
+    lead = flat.shape[:-1]
+    for f in codec.fields:
+        out[f.name] = flat[..., offset:offset + f.size].reshape(*lead, *f.shape)
+        offset += f.size
+    return out
+
+
+def state_from_features(system: AbstractSystem, codec: StateCodec, flat: torch.Tensor) -> torch.Tensor:
+    """Codec vectors ``(..., D)`` → system states ``(..., *state_shape)``: through
+    ``system.state_from_observables`` where the system declares it (fields of the codec that
+    are not among its state variables, e.g. a derived ``H``, are passed along and may be
+    ignored), else by the inverse of :func:`codec_state_permutation`."""
+    if not torch.is_tensor(flat) or flat.ndim < 1 or flat.shape[-1] != codec.n_features:
+        raise ValueError(f"flat must be a tensor (..., {codec.n_features}), got "
+                         f"{tuple(flat.shape) if torch.is_tensor(flat) else type(flat).__name__}")
+    if has_state_hook(system):
+        return system.state_from_observables(_codec_fields(codec, flat))
+    inverse = torch.argsort(codec_state_permutation(system, codec)).to(flat.device)
+    return flat[..., inverse].reshape(*flat.shape[:-1], *system.state_shape)
+
+
 def system_from_dataset(ds) -> AbstractSystem:
     """Rebuild the system that wrote ``ds`` (``ds.dynlab.system``, from its stored config)."""
     from ..data import accessor  # noqa: F401  (registers ds.dynlab)
@@ -112,16 +158,21 @@ class ReferenceEmulator(AbstractEmulator):
         dt: the integration step (model time).
         steps_per_save: integration steps per saved interval, so one emulator
             step advances ``dt · steps_per_save`` in model time.
-        codec: the dataset's state codec; it must cover the whole state.
+        codec: the dataset's state codec; it must cover the whole state, or the
+            system must rebuild its state from it (``state_from_observables``).
+        t0: model time of the first input (of the context), for a time-dependent
+            system (module docstring); ignored otherwise.
 
-    Shapes: ``forward`` ``(B, L, D) -> (B, L, D)``, ``step`` ``(B, D) -> (B, D)``.
-    The system must be autonomous (time is restarted at 0 on each step).
+    Shapes: ``forward`` ``(B, L, D) -> (B, L, D)`` (a time-dependent system: position
+    ``l`` at time ``t0 + l·save_interval``), ``step`` ``(B, D) -> (B, D)``; the recurrent
+    state is ``None``, or the clock ``(B,)`` (float64, one time for the whole batch) of a
+    time-dependent system. An autonomous system restarts time at 0 on each step.
     """
 
     trainable = False
 
     def __init__(self, system: AbstractSystem, integrator: AbstractIntegrator | str, dt: float,
-                 steps_per_save: int, codec: StateCodec):
+                 steps_per_save: int, codec: StateCodec, *, t0: float = 0.0):
         if not isinstance(system, AbstractSystem):
             raise ValueError(f"system must be a simulators system, got {type(system).__name__}")
         if system.is_stochastic:
@@ -134,29 +185,58 @@ class ReferenceEmulator(AbstractEmulator):
             raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
         if isinstance(steps_per_save, bool) or not isinstance(steps_per_save, int) or steps_per_save < 1:
             raise ValueError(f"steps_per_save must be a positive integer, got {steps_per_save!r}")
+        if isinstance(t0, bool) or not isinstance(t0, (int, float)) or not math.isfinite(t0):
+            raise ValueError(f"t0 must be a finite number (model time), got {t0!r}")
         super().__init__(codec.n_features)
         self.system = system
         self.integrator = integrator
         self.dt = float(dt)
         self.steps_per_save = steps_per_save
         self.codec = codec
-        perm = codec_state_permutation(system, codec)
+        self.t0 = float(t0)
+        self.clocked = time_dependent(system)
+        self.hooked = has_state_hook(system)
+        if self.hooked:  # the system rebuilds its state from the codec's variables: check they round-trip
+            probe = torch.zeros((1, codec.n_features), dtype=torch.float64)
+            back = features_from_state(system, codec, state_from_features(system, codec, probe))
+            if back.shape != probe.shape:
+                raise ValueError(f"system {system.name!r} does not rebuild its state from the codec's "
+                                 f"variables {codec.names}")
+            perm = torch.arange(codec.n_features)
+        else:
+            perm = codec_state_permutation(system, codec)
         self.register_buffer("perm", perm, persistent=False)
         self.register_buffer("inverse_perm", torch.argsort(perm), persistent=False)
 
     @classmethod
     def from_dataset(cls, ds, codec: StateCodec | None = None,
-                     integrator: AbstractIntegrator | str | None = None) -> "ReferenceEmulator":
+                     integrator: AbstractIntegrator | str | None = None, *,
+                     t0: float | None = None, members: Any = None) -> "ReferenceEmulator":
         """The reference emulator of a dataset written by ``dynlab simulate``
-        (its system, integrator, ``dt`` and save interval from the store attributes)."""
+        (its system, integrator, ``dt`` and save interval from the store attributes; the clock
+        of a time-dependent system starts at ``t0``, default the store's first time).
+
+        A store with parameters drawn per member (``system.randomize``, e.g. ``co2_multiple``)
+        needs ``members``: the member ids, in batch order, that the emulator will step (their
+        stored values are bound to the system, :meth:`bind`); without them the system runs at
+        its configured value."""
         system = system_from_dataset(ds)
+        drawn = dict(getattr(system.params, "randomize", None) or {})
+        if drawn and members is not None:
+            missing = [name for name in drawn if name not in ds.variables]
+            if missing:
+                raise ValueError(f"the store holds no per-member values of {missing}")
+            system = system.bind({name: torch.as_tensor(ds[name].sel(member=list(members)).values,
+                                                        dtype=torch.float64) for name in drawn})
         if integrator is None:
             integrator = integrator_from_dataset(ds)
         dt, save_every = ds.dynlab.dt, ds.dynlab.save_every
         if dt is None or save_every is None:
             raise ValueError("the dataset does not record its integration step (attribute 'dt')")
         codec = codec or StateCodec.from_dataset(ds, state_variables(system))
-        return cls(system, integrator, dt, round(save_every / dt), codec)
+        if t0 is None:
+            t0 = float(ds["time"].values[0]) if "time" in ds.coords and ds.sizes.get("time") else 0.0
+        return cls(system, integrator, dt, round(save_every / dt), codec, t0=t0)
 
     @property
     def save_interval(self) -> float:
@@ -165,36 +245,53 @@ class ReferenceEmulator(AbstractEmulator):
 
     def to_state(self, flat: torch.Tensor) -> torch.Tensor:
         """Codec vector ``(..., D)`` → system state ``(..., *state_shape)``."""
+        if self.hooked:
+            return state_from_features(self.system, self.codec, flat)
         return flat[..., self.inverse_perm].reshape(*flat.shape[:-1], *self.system.state_shape)
 
     def to_flat(self, state: torch.Tensor) -> torch.Tensor:
         """System state ``(..., *state_shape)`` → codec vector ``(..., D)``."""
+        if self.hooked:
+            return features_from_state(self.system, self.codec, state)
         n = len(self.system.state_shape)
         return state.reshape(*state.shape[:state.ndim - n], -1)[..., self.perm]
 
-    def advance(self, x: torch.Tensor) -> torch.Tensor:
-        """Integrate codec states ``(N, D)`` over one save interval."""
+    def advance(self, x: torch.Tensor, t: float = 0.0) -> torch.Tensor:
+        """Integrate codec states ``(N, D)`` over one save interval from model time ``t``."""
         state = self.to_state(x)
-        out = self.integrator.integrate(self.system, state, t0=0.0, dt=self.dt, n_steps=self.steps_per_save,
+        out = self.integrator.integrate(self.system, state, t0=float(t), dt=self.dt, n_steps=self.steps_per_save,
                                         save_every=self.steps_per_save)[-1]
         return self.to_flat(out)
 
     def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, "x", forcing)
         B, L, D = x.shape
-        return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
+        if not self.clocked:
+            return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
+        return torch.stack([self.advance(x[:, l], self.t0 + l * self.save_interval) for l in range(L)], dim=1)
 
-    def initial_state(self, batch: int, device=None, dtype=None) -> None:
-        return None
+    def initial_state(self, batch: int, device=None, dtype=None) -> torch.Tensor | None:
+        if not self.clocked:
+            return None
+        return torch.full((batch,), self.t0, dtype=torch.float64, device=device)
 
-    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+    def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
             raise ValueError(f"x_t must have shape (B, {self.n_features}), got {tuple(x_t.shape)}")
-        return self.advance(x_t), None
+        if not self.clocked:
+            return self.advance(x_t), None
+        if not torch.is_tensor(state) or state.shape != (x_t.shape[0],):
+            raise ValueError(f"the clock of a time-dependent system must be a tensor ({x_t.shape[0]},), "
+                             f"got {state!r}")
+        t = float(state[0])
+        if not bool(torch.all(state == state[0])):
+            raise ValueError("the batch's clocks differ; roll out members that start at one time together")
+        return self.advance(x_t, t), state + self.save_interval
 
     def extra_repr(self) -> str:
         return (f"system={self.system!r}, integrator={self.integrator!r}, dt={self.dt}, "
-                f"steps_per_save={self.steps_per_save}")
+                f"steps_per_save={self.steps_per_save}" + (f", t0={self.t0}" if self.clocked else ""))
 
 
 # --- numerical-model baselines -------------------------------------------------------------
@@ -256,6 +353,9 @@ def numerical_model(system: AbstractSystem, method: str, save_interval: float, c
     (``euler``, ``heun``, ``rk4``): a :class:`ReferenceEmulator` with ``steps_per_save = 1``."""
     if method not in NUMERICAL_METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(NUMERICAL_METHODS))}")
+    if time_dependent(system):
+        raise ValueError(f"system {system.name!r} depends on model time (seasons or a CO2 path): a numerical "
+                         "model scored from many forecast start times would need each start's time")
     return ReferenceEmulator(system, NUMERICAL_METHODS[method](), save_interval, 1, codec)
 
 

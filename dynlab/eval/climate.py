@@ -48,6 +48,12 @@ Distances (``d``):
   spectra are floored at ``SPECTRUM_FLOOR`` (1e-12) times the truth peak, as in
   :mod:`~dynlab.eval.spectra`, so a frozen rollout scores about 12 decades, not infinity.
 
+**Intervals.** With ``n_boot`` > 0 every ratio gets a member-bootstrap percentile interval
+(``*_ratio_low``, ``*_ratio_high``): the R runs are the resampling units, run i of E, A and B
+drawn together with replacement (:mod:`dynlab.eval.stats`), and score *and floor* recomputed
+on each replicate, so the interval carries the noise of both. For E a third truth sample the
+interval should contain 1 (about ``ci`` of the time); with R = 1 it collapses to the point.
+
 An emulator sample with non-finite values (a blow-up) gets infinite distances; a zero
 score over a zero floor has ratio 1, a positive score over a zero floor ratio inf.
 """
@@ -99,7 +105,14 @@ def wasserstein_1(p: Any, q: Any) -> float:
         raise ValueError("the truth sample q has non-finite values")
     if not np.isfinite(a).all():
         return float("inf")
+    if a.size == b.size:  # equal sizes: W1 = mean |a_(i) − b_(i)| of the order statistics (no weights)
+        return float(np.mean(np.abs(np.sort(a) - np.sort(b))))
     return float(wasserstein_distance(a, b))
+
+
+def _sorted_w1(pa: np.ndarray, pb: np.ndarray) -> float:
+    """Mean over columns of W1 between equal-size columns ``(N, n)``: mean |order statistics|."""
+    return float(np.mean(np.abs(np.sort(pa, axis=0) - np.sort(pb, axis=0))))
 
 
 def _directions(D: int, n_projections: int, seed: int) -> np.ndarray:
@@ -127,6 +140,8 @@ def sliced_wasserstein(p: Any, q: Any, *, scale: Any = None, n_projections: int 
         return float("inf")
     theta = _directions(D, n_projections, seed)
     pa, pb = a @ theta.T, b @ theta.T  # (N, n)
+    if pa.shape == pb.shape:
+        return _sorted_w1(pa, pb)
     return float(np.mean([wasserstein_1(pa[:, i], pb[:, i]) for i in range(theta.shape[0])]))
 
 
@@ -192,7 +207,8 @@ def _triple(d, e, a, b) -> tuple[float, float, float]:
 
 def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Mapping[str, slice] | None = None, *,
                    dt: float = 1.0, max_lag: int = 20, nperseg: int = 64, lattice: Sequence[str] = (),
-                   n_projections: int = N_PROJECTIONS, band_fraction: float = BAND_FRACTION, seed: int = 0):
+                   n_projections: int = N_PROJECTIONS, band_fraction: float = BAND_FRACTION, seed: int = 0,
+                   n_boot: int = 0, ci: float = 0.95):
     """Climate distances of an emulator's long rollouts with their truth-vs-truth floors.
 
     Args:
@@ -206,6 +222,9 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
             (spatial spectrum); the others get NaN ``spec_space``.
         n_projections, seed: the random directions of the sliced Wasserstein distance.
         band_fraction: spectral band, relative to the mean truth spectrum's peak.
+        n_boot, ci: with ``n_boot`` > 0, ``name_ratio_low`` and ``name_ratio_high``, the
+            ``ci`` member-bootstrap interval of each ratio (:func:`_ratio_intervals`: runs
+            resampled with replacement, the floor recomputed with them).
 
     Returns:
         ``xarray.Dataset`` with, for ``name`` in ``wasserstein``, ``acf``, ``spec_time``,
@@ -229,8 +248,50 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
         raise ValueError(f"lattice must be a list of variables among {list(groups)}, got {lattice!r}")
     if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if isinstance(ci, bool) or not isinstance(ci, (int, float)) or not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
 
+    scale = np.concatenate([a, b]).reshape(-1, D).std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    settings = dict(dt=dt, max_lag=max_lag, nperseg=nperseg, lattice=lattice, n_projections=n_projections,
+                    band_fraction=band_fraction, seed=seed, scale=scale)
     names = list(groups)
+    out, sw = _score_rows(e, a, b, groups, **settings)
+    bounds = _ratio_intervals(e, a, b, groups, settings, n_boot, ci, seed) if n_boot else None
+
+    long_names = {"wasserstein": "Wasserstein-1 distance of the marginals",
+                  "acf": f"RMS difference of the autocorrelation over lags 0..{max_lag}",
+                  "spec_time": "energy-weighted log10 distance of the temporal power spectra",
+                  "spec_space": "energy-weighted log10 distance of the spatial (wavenumber) power spectra"}
+    data = {}
+    for key, rows in out.items():
+        s, f, r = (np.asarray(col, dtype=np.float64) for col in zip(*rows))
+        data[key] = (("variable",), s, {"long_name": long_names[key] + " (mean over both truth sets)"})
+        data[f"{key}_floor"] = (("variable",), f, {"long_name": "truth-vs-truth floor of " + key})
+        data[f"{key}_ratio"] = (("variable",), r, {"long_name": f"{key} / {key}_floor (about 1: within noise)"})
+    data["sliced_wasserstein"] = ((), sw[0], {"long_name": f"sliced Wasserstein-1 distance of the joint "
+                                                           f"standardised state, {n_projections} directions"})
+    data["sliced_wasserstein_floor"] = ((), sw[1], {"long_name": "truth-vs-truth floor of sliced_wasserstein"})
+    data["sliced_wasserstein_ratio"] = ((), sw[2], {"long_name": "sliced_wasserstein / its floor"})
+    if bounds is not None:
+        for key, (low, high) in bounds.items():
+            dims = () if key == "sliced_wasserstein" else ("variable",)
+            data[f"{key}_ratio_low"] = (dims, low, {"long_name": f"{key}_ratio: lower end of its {100 * ci:g} % "
+                                                                f"member-bootstrap interval"})
+            data[f"{key}_ratio_high"] = (dims, high, {"long_name": f"{key}_ratio: upper end of its {100 * ci:g} % "
+                                                                  f"member-bootstrap interval"})
+    ds = xr.Dataset(data, coords={"variable": ("variable", np.array(names, dtype=object))})
+    ds.attrs.update({"climate_runs": R, "climate_saves": T, "climate_max_lag": int(max_lag),
+                     "climate_nperseg": int(nperseg), "climate_n_projections": int(n_projections),
+                     "climate_band_fraction": float(band_fraction), "climate_seed": int(seed),
+                     "climate_n_boot": int(n_boot), "climate_ci": float(ci)})
+    return ds
+
+
+def _score_rows(e, a, b, groups, *, dt, max_lag, nperseg, lattice, n_projections, band_fraction, seed, scale):
+    """``({distance: [(score, floor, ratio) per variable]}, sliced (score, floor, ratio))``."""
     out: dict[str, list] = {k: [] for k in ("wasserstein", "acf", "spec_time", "spec_space")}
     for name, sl in groups.items():
         ev, av, bv = e[..., sl], a[..., sl], b[..., sl]
@@ -251,30 +312,113 @@ def climate_scores(emulator_samples: Any, truth_a: Any, truth_b: Any, groups: Ma
                                              sp["e"], sp["a"], sp["b"]))
         else:
             out["spec_space"].append((np.nan, np.nan, np.nan))
-
-    scale = np.concatenate([a, b]).reshape(-1, D).std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
     sw = _triple(lambda p, q: sliced_wasserstein(p, q, scale=scale, n_projections=n_projections, seed=seed), e, a, b)
+    return out, sw
 
-    long_names = {"wasserstein": "Wasserstein-1 distance of the marginals",
-                  "acf": f"RMS difference of the autocorrelation over lags 0..{max_lag}",
-                  "spec_time": "energy-weighted log10 distance of the temporal power spectra",
-                  "spec_space": "energy-weighted log10 distance of the spatial (wavenumber) power spectra"}
-    data = {}
-    for key, rows in out.items():
-        s, f, r = (np.asarray(col, dtype=np.float64) for col in zip(*rows))
-        data[key] = (("variable",), s, {"long_name": long_names[key] + " (mean over both truth sets)"})
-        data[f"{key}_floor"] = (("variable",), f, {"long_name": "truth-vs-truth floor of " + key})
-        data[f"{key}_ratio"] = (("variable",), r, {"long_name": f"{key} / {key}_floor (about 1: within noise)"})
-    data["sliced_wasserstein"] = ((), sw[0], {"long_name": f"sliced Wasserstein-1 distance of the joint "
-                                                           f"standardised state, {n_projections} directions"})
-    data["sliced_wasserstein_floor"] = ((), sw[1], {"long_name": "truth-vs-truth floor of sliced_wasserstein"})
-    data["sliced_wasserstein_ratio"] = ((), sw[2], {"long_name": "sliced_wasserstein / its floor"})
-    ds = xr.Dataset(data, coords={"variable": ("variable", np.array(names, dtype=object))})
-    ds.attrs.update({"climate_runs": R, "climate_saves": T, "climate_max_lag": int(max_lag),
-                     "climate_nperseg": int(nperseg), "climate_n_projections": int(n_projections),
-                     "climate_band_fraction": float(band_fraction), "climate_seed": int(seed)})
-    return ds
+
+class _RunSummaries:
+    """Per-run pieces of one sample ``(R, T, D)`` from which every distance of a resample of its
+    runs follows exactly: the values per variable (W1 pools them), the projections of the sliced
+    W1, and per run the mean ACF, the summed temporal spectra of the finite series with their
+    count (:func:`~dynlab.eval.spectra.mean_power_spectrum` averages those) and the mean spatial
+    spectrum; runs with non-finite values are flagged (a resample holding one scores inf)."""
+
+    def __init__(self, x: np.ndarray, groups, *, dt, max_lag, nperseg, lattice, theta, scale):
+        from scipy.signal import welch
+
+        R, _, D = x.shape
+        self.x = x
+        self.finite = np.isfinite(x).reshape(R, -1).all(axis=1)
+        self.proj = (x.reshape(-1, D) / scale @ theta.T).reshape(R, -1, theta.shape[0])
+        series = np.moveaxis(x, 1, -1)  # (R, D, T), as in mean_power_spectrum
+        ok = np.isfinite(series).all(axis=-1)
+        _, power = welch(np.where(np.isfinite(series), series, 0.0), fs=1.0 / dt, nperseg=int(nperseg),
+                         detrend="linear", axis=-1)
+        self.acf, self.spec_sum, self.spec_count, self.space = {}, {}, {}, {}
+        for name, sl in groups.items():
+            v = x[..., sl]
+            self.acf[name] = np.stack([autocorrelation(v[i:i + 1], max_lag) for i in range(R)])
+            self.spec_sum[name] = np.where(ok[:, sl, None], power[:, sl], 0.0).sum(axis=1)[:, 1:]  # (R, F − 1)
+            self.spec_count[name] = ok[:, sl].sum(axis=1)
+            if name in lattice:
+                self.space[name] = np.stack([spatial_power_spectrum(v[i:i + 1]) for i in range(R)])
+
+    def take(self, idx: np.ndarray, name: str, sl: slice, max_lag: int) -> dict[str, Any]:
+        """The quantities of the resample ``idx`` for variable ``name``."""
+        finite = bool(self.finite[idx].all())
+        count = self.spec_count[name][idx].sum()
+        spec = self.spec_sum[name][idx].sum(axis=0) / count if count else np.full(self.spec_sum[name].shape[1],
+                                                                                  np.nan)
+        out = {"values": self.x[idx][..., sl], "spec": spec,
+               "acf": self.acf[name][idx].mean(axis=0) if finite else np.full(max_lag + 1, np.inf)}
+        if name in self.space:
+            out["space"] = self.space[name][idx].mean(axis=0) if finite else np.full(self.space[name].shape[1], np.inf)
+        return out
+
+
+def _resampled_ratios(parts: tuple["_RunSummaries", ...], idx: np.ndarray, groups, keys, *, max_lag, lattice,
+                      band_fraction) -> np.ndarray:
+    """Every ratio of the resample ``idx`` (the same run draw for E, A and B), in ``keys`` order
+    per variable, then the sliced W1."""
+    rows: dict[str, list] = {k: [] for k in keys}
+    for name, sl in groups.items():
+        e, a, b = (p.take(idx, name, sl, max_lag) for p in parts)
+        rows["wasserstein"].append(_triple(wasserstein_1, e["values"], a["values"], b["values"])[2])
+        rows["acf"].append(_triple(lambda p, q: float(np.sqrt(np.mean((p - q) ** 2))), e["acf"], a["acf"],
+                                   b["acf"])[2])
+        ref = 0.5 * (a["spec"] + b["spec"])
+        rows["spec_time"].append(_triple(lambda p, q: log_spectral_distance(p, q, ref, band_fraction),
+                                         e["spec"], a["spec"], b["spec"])[2])
+        if name in lattice:
+            ref_s = 0.5 * (a["space"] + b["space"])
+            rows["spec_space"].append(_triple(lambda p, q: log_spectral_distance(p, q, ref_s, band_fraction),
+                                              e["space"], a["space"], b["space"])[2])
+        else:
+            rows["spec_space"].append(np.nan)
+    pe, pa, pb = (p.proj[idx].reshape(-1, p.proj.shape[-1]) for p in parts)
+    sw = np.inf if not parts[0].finite[idx].all() else _triple(_sorted_w1, pe, pa, pb)[2]
+    return np.asarray([r for k in keys for r in rows[k]] + [sw], dtype=np.float64)
+
+
+def _ratio_intervals(e, a, b, groups, settings, n_boot: int, ci: float, seed: int
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    r"""Member-bootstrap intervals of every ratio: the runs ``i`` are the units, the triple
+    :math:`(E_i, A_i, B_i)` of independent runs drawn together with replacement
+    (:func:`dynlab.eval.stats.bootstrap`), every score, floor and ratio recomputed on each
+    replicate (exactly, from per-run pieces: :class:`_RunSummaries`); the percentile interval
+    of the replicates (NaN where a ratio is undefined, e.g. ``spec_space`` off the lattice;
+    ``[inf, inf]`` where every replicate is inf). With one run per sample it is the point."""
+    from .stats import bootstrap
+
+    keys = ("wasserstein", "acf", "spec_time", "spec_space")
+    theta = _directions(e.shape[-1], settings["n_projections"], settings["seed"])
+    common = dict(dt=settings["dt"], max_lag=settings["max_lag"], nperseg=settings["nperseg"],
+                  lattice=settings["lattice"], theta=theta, scale=settings["scale"])
+    with np.errstate(all="ignore"):
+        parts = tuple(_RunSummaries(x, groups, **common) for x in (e, a, b))
+    cache: dict[tuple, np.ndarray] = {}
+
+    def ratios(drawn: np.ndarray) -> np.ndarray:
+        idx = np.sort(drawn[:, 0])
+        key = tuple(idx.tolist())  # every distance depends only on the multiset of runs drawn
+        if key not in cache:
+            cache[key] = _resampled_ratios(parts, idx, groups, keys, max_lag=settings["max_lag"],
+                                           lattice=settings["lattice"], band_fraction=settings["band_fraction"])
+        return cache[key]
+
+    runs = np.arange(e.shape[0])[:, None]  # run i of E, A and B is one unit
+    with np.errstate(all="ignore"):
+        iv = bootstrap(runs, ratios, n_boot=n_boot if e.shape[0] > 1 else 1, ci=ci, seed=seed)["value"]
+    est = np.asarray(iv.estimate, dtype=np.float64)
+    # all-inf replicates (a blown-up emulator) give NaN quantiles: the interval is then [inf, inf]
+    low = np.where(np.isnan(np.broadcast_to(iv.low, est.shape)) & np.isinf(est), est,
+                   np.broadcast_to(np.asarray(iv.low, dtype=np.float64), est.shape))
+    high = np.where(np.isnan(np.broadcast_to(iv.high, est.shape)) & np.isinf(est), est,
+                    np.broadcast_to(np.asarray(iv.high, dtype=np.float64), est.shape))
+    n_var = len(groups)
+    out = {k: (low[i * n_var:(i + 1) * n_var], high[i * n_var:(i + 1) * n_var]) for i, k in enumerate(keys)}
+    out["sliced_wasserstein"] = (low[-1], high[-1])
+    return out
 
 
 def climate_samples(emulator, reference, contexts: Any, truth_contexts: Any, steps: int, transient: int, *,
@@ -338,7 +482,8 @@ def reference_climate_scores(emulator, ds, setup, transient: int, **kwargs):
     The emulator is rolled out ``setup.long_rollout`` saves from the first context of each
     of the R test members; the dataset's reference system (its
     :class:`~dynlab.emulators.ReferenceEmulator`) from the first 2R training members
-    (``setup.train_series``, disjoint from the test members), halves A and B.
+    (``setup.train_series``, disjoint from the test members), halves A and B; on a store with
+    a CO₂ level per member each reference run keeps its member's level.
     ``kwargs`` go to :func:`climate_scores` (``lattice``, ``max_lag``, ``nperseg``, ...).
     """
     from ..emulators.reference import ReferenceEmulator
@@ -350,7 +495,11 @@ def reference_climate_scores(emulator, ds, setup, transient: int, **kwargs):
     if train is None or train.shape[0] < 2 * R or set(setup.train_members) & set(setup.members.tolist()):
         raise ValueError(f"the floor needs {2 * R} training members disjoint from the {R} test members, "
                          f"got {0 if train is None else train.shape[0]}")
-    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec)
+    truth_members = list(setup.train_members[:2 * R])
+    reference = ReferenceEmulator.from_dataset(ds, codec=setup.codec, members=truth_members)
+    if getattr(reference.system, "_member_values", None) and 2 * R > setup.batch_size:
+        raise ValueError(f"per-member parameters: the {2 * R} reference runs must fit one batch "
+                         f"(batch_size={setup.batch_size})")
     contexts = setup.contexts.reshape(R, -1, setup.context, setup.codec.n_features)[:, 0]
     e, a, b = climate_samples(emulator, reference, contexts, train[:2 * R, :setup.context], setup.long_rollout,
                               transient, batch_size=setup.batch_size, device=setup.device)

@@ -150,9 +150,14 @@ def evaluate_emulators(emulators: Mapping[str, AbstractEmulator], ds, test_membe
     return metrics, summ
 
 
+#: member-bootstrap replicates of the climate-floor ratios (each recomputes every distance)
+CLIMATE_N_BOOT = 200
+
+
 def _climate_floor(emulator, ds, setup, log):
     """Per-variable W1, sliced W1, ACF and spectral distances of the emulator's long rollouts as
-    ratios to the truth-vs-truth floor (:mod:`dynlab.eval.climate`); None where not applicable."""
+    ratios to the truth-vs-truth floor (:mod:`dynlab.eval.climate`), with member-bootstrap
+    intervals (``*_ratio_low``/``*_ratio_high``); None where not applicable."""
     opts = setup.options
     if not (opts.climate_floor and setup.long_rollout and setup.system is not None) or setup.stochastic:
         return None
@@ -163,7 +168,8 @@ def _climate_floor(emulator, ds, setup, log):
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             return reference_climate_scores(emulator, ds, setup, transient, lattice=lattice,
-                                            nperseg=min(setup.nperseg, setup.long_rollout - transient))
+                                            nperseg=min(setup.nperseg, setup.long_rollout - transient),
+                                            n_boot=min(opts.n_boot, CLIMATE_N_BOOT), ci=opts.ci, seed=opts.seed)
     except ValueError as err:
         log(f"climate floor skipped: {err}")
         setup.notes.append(f"climate floor skipped: {err}")
@@ -206,15 +212,43 @@ def _lyapunov(emulator, ds, setup, log):
 def _summary_numbers(climate, lyap) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if climate is not None:
+        intervals = {}
         for name, var in climate.data_vars.items():
             if str(name).endswith("_ratio"):
-                values = np.asarray(var.values, dtype=float)
-                out[f"climate_{name}"] = float(np.nanmax(values)) if values.size else float("nan")
+                values = np.asarray(var.values, dtype=float).reshape(-1)
+                out[f"climate_{name}"] = float(np.nanmax(values)) if not np.isnan(values).all() else float("nan")
+                bounds = _ratio_bounds(climate, str(name))
+                if bounds is not None:
+                    intervals[str(name)] = list(bounds)
+        if intervals:
+            out["climate_intervals"] = intervals
     if lyap is not None:
         for who, res in lyap.items():
             out[f"lyapunov_{who}"] = [float(v) for v in res.spectrum]
             out[f"kaplan_yorke_{who}"] = float(res.kaplan_yorke)
     return out
+
+
+def _degenerate_floor(climate, key: str) -> bool:
+    """Whether the floor of score ``key`` is below 1e-6 of its score for some variable (finite scores)."""
+    score = np.asarray(climate[key].values, dtype=float).reshape(-1)
+    floor = np.asarray(climate[f"{key}_floor"].values, dtype=float).reshape(-1)
+    ok = np.isfinite(score) & (score > 0)
+    return bool(np.any(floor[ok] < 1e-6 * score[ok]))
+
+
+def _ratio_bounds(climate, name: str) -> tuple[float, float] | None:
+    """The bootstrap interval ``(low, high)`` of ratio ``name`` at the variable where it is largest
+    (the one the summary reports), None without intervals."""
+    if f"{name}_low" not in climate.data_vars:
+        return None
+    values = np.asarray(climate[name].values, dtype=float).reshape(-1)
+    low = np.asarray(climate[f"{name}_low"].values, dtype=float).reshape(-1)
+    high = np.asarray(climate[f"{name}_high"].values, dtype=float).reshape(-1)
+    if np.isnan(values).all():
+        return None
+    i = int(np.argmax(np.where(np.isnan(values), -np.inf, values)))
+    return float(low[i]), float(high[i])
 
 
 def _write_chaos(out_dir: Path, climate, lyap) -> None:
@@ -224,9 +258,24 @@ def _write_chaos(out_dir: Path, climate, lyap) -> None:
         lines += ["", "## Climate against the noise floor", "",
                   "Distance of the emulator's long rollouts from the truth divided by the distance between two "
                   "independent truth samples of the same size (1: as close as the truth is to itself; "
-                  "`climate.zarr`; largest over variables).", "", "| score | ratio to floor |", "|---|---|"]
-        lines += [f"| {str(n)[:-6]} | {float(np.nanmax(np.asarray(v.values, dtype=float))):.3g} |"
-                  for n, v in climate.data_vars.items() if str(n).endswith("_ratio")]
+                  "`climate.zarr`; largest over variables), with its member-bootstrap interval "
+                  f"({climate.attrs.get('climate_n_boot', 0)} replicates of the "
+                  f"{climate.attrs.get('climate_runs', '?')} runs).", "",
+                  "| score | ratio to floor | interval |", "|---|---|---|"]
+        for n, v in climate.data_vars.items():
+            if not str(n).endswith("_ratio"):
+                continue
+            values = np.asarray(v.values, dtype=float)
+            ratio = float(np.nanmax(values)) if not np.isnan(values).all() else float("nan")
+            bounds = _ratio_bounds(climate, str(n))
+            cell = "—" if bounds is None else f"[{bounds[0]:.3g}, {bounds[1]:.3g}]"
+            lines.append(f"| {str(n)[:-6]} | {ratio:.3g} | {cell} |")
+        flat = [str(n)[:-6] for n in climate.data_vars if str(n).endswith("_floor")
+                and _degenerate_floor(climate, str(n)[:-6])]
+        if flat:
+            lines += ["", f"Near-zero floors ({', '.join(flat)}): the truth runs nearly coincide (a deterministic, "
+                      "damped system such as the slab or the EBM), so those ratios count the distance in units of "
+                      "round-off, not of the truth's own variability; read the physics checks instead."]
     if lyap is not None:
         em, ref = lyap["emulator"], lyap["system"]
         lines += ["", "## Lyapunov spectrum", "",
@@ -328,15 +377,16 @@ def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Pa
     if table is None:
         log(f"physics checks skipped: {reason}")
         return summ
-    from ..eval.stats import bootstrap
+    from ..eval.stats import Interval, bootstrap
 
     table.to_zarr(out_dir / "physics.zarr", mode="w", consolidated=False)
     learners = [str(v) for v in table["learner"].values]
 
     def interval(name: str, who: str):
         values = np.asarray(table[name].sel(learner=who).values, dtype=float).reshape(-1)
-        if not np.isfinite(values).any():
-            return None
+        if not np.isfinite(values).any():  # a blown-up rollout's residuals are inf: say so, not "—"
+            big = values[np.isinf(values)]
+            return Interval(float(big[0]), float(big[0]), float(big[0]), big[:0]) if big.size else None
         return bootstrap(values, np.nanmedian, n_boot=1000, seed=0)["value"]
 
     cells = {(k, who): interval(str(k), who) for k in table.data_vars for who in learners}
@@ -351,9 +401,31 @@ def _physics_checks(emulator, learner: str, ds, test_members, codec, out_dir: Pa
     lines += [f"| {k} | " + " | ".join("—" if cells[k, who] is None else
                                      f"{cells[k, who].estimate:.4g} [{cells[k, who].low:.3g}, {cells[k, who].high:.3g}]"
                                      for who in learners) + " |" for k in table.data_vars]
+    lines += _physics_notes(table, learners)
     with open(out_dir / "report.md", "a") as fh:
         fh.write("\n".join(lines) + "\n")
     return summ
+
+
+def _physics_notes(table, learners: list[str]) -> list[str]:
+    """Report lines under the physics table: blown-up rollouts, annual means, levels outside training."""
+    lines = []
+    attrs = table.attrs
+    if "finite_years" in table.data_vars:
+        longest = float(np.nanmax(table["finite_years"].values))
+        for who in learners:
+            shortest = float(np.nanmin(table["finite_years"].sel(learner=who).values))
+            if shortest < longest:
+                lines.append(f"* {who}: a rollout is non-finite after {shortest:.4g} years (blow-up): its budget "
+                             "residual is inf and its sensitivity and adjustment time are undefined (—).")
+    if attrs.get("annual_means"):
+        lines.append("* seasonal cycle: the sensitivity, adjustment time, warming and TCR use annual means; the "
+                     "base temperature is the reference's control-climate annual mean.")
+    if attrs.get("outside"):
+        lines.append(f"* CO2 levels {attrs['outside']} lie outside the training range {attrs.get('training_range')}.")
+    if attrs.get("note"):
+        lines.append(f"* {attrs['note']}")
+    return [""] + lines if lines else []
 
 
 def evaluate(cfg: DictConfig | dict, *, log: Callable[[str], None] | None = None) -> EvaluateResult:

@@ -117,6 +117,17 @@ class ScenarioForcing:
             self._probe = make_scenario(p.scenario, co2_reference=p.co2_reference, co2_multiple=2.0,
                                         co2_path=p.co2_path, co2_csv=p.co2_csv)
 
+    @property
+    def time_dependent(self) -> bool:
+        """Whether the tendency depends on model time over ``t ≥ 0``: a CO₂ path that changes
+        after t = 0 (ramps, paths, files, a step after t = 0); a constant level or a step at or
+        before t = 0 is constant there. :class:`~dynlab.emulators.reference.ReferenceEmulator`
+        carries a clock for such systems instead of restarting each step at t = 0."""
+        from .scenarios import AbruptCO2, ConstantCO2
+
+        s = self.scenario
+        return not (isinstance(s, ConstantCO2) or (isinstance(s, AbruptCO2) and s.onset <= 0.0))
+
     def forcing(self, t: float) -> float:
         """CO₂ forcing :math:`F(t)` in W m⁻² at model time ``t`` (years) of the configured level."""
         p = self.params

@@ -458,6 +458,22 @@ class EnergyBalance1D(ScenarioForcing, AbstractSplitSystem):
         """The temperatures ``T`` of states ``(..., n_lat + 1)``."""
         return {"T": x[..., :-1]}
 
+    def state_from_observables(self, observed) -> torch.Tensor:
+        """The inverse of :meth:`observables`: states ``(..., n_lat + 1)`` from the temperatures
+        ``observed["T"]`` ``(..., n_lat)``, the accumulated heating :math:`E` restarted at 0 (it
+        enters only the stored ``budget_residual``, a difference along one run, not the tendency)."""
+        T = observed.get("T") if hasattr(observed, "get") else None
+        if not torch.is_tensor(T) or T.ndim < 1 or T.shape[-1] != self.params.n_lat:
+            raise ValueError(f"ebm_1d states are built from the temperatures T (..., {self.params.n_lat}), got "
+                             f"{tuple(T.shape) if torch.is_tensor(T) else type(T).__name__}")
+        return torch.cat((T, torch.zeros_like(T[..., :1])), dim=-1)
+
+    @property
+    def time_dependent(self) -> bool:
+        """Seasonal insolation or a CO₂ path that changes after t = 0 (see
+        :attr:`~simulators.climate.common.ScenarioForcing.time_dependent`)."""
+        return self.params.insolation == "seasonal" or super().time_dependent
+
     def diagnostics(self, times, x):
         """``T_global``, ``N_toa`` and ``budget_residual`` of the saved trajectory ``(M, T, n_lat + 1)``."""
         T, E = x[..., :-1], x[..., -1]
