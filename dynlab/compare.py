@@ -9,9 +9,9 @@ For a metric :math:`m` with per-seed estimates :math:`m_1 … m_n` (n seeds; lea
 trainable parameters run once, n = 1) a cell reads ``mean [lo, hi] ±s``:
 
 * mean :math:`\bar m = \frac1n\sum_i m_i`;
-* ``[lo, hi]``: the run's 95 % member-bootstrap interval (test members resampled, the
-  uncertainty of the evaluation data), its bounds averaged over the seeds, where the
-  evaluation reports one (VPT, RMSE, ACC, the physics checks);
+* ``[lo, hi]``: the run's 95 % bootstrap interval (test members or reference runs resampled,
+  the uncertainty of the evaluation data), its bounds averaged over the seeds, where the
+  evaluation reports one (VPT, RMSE, ACC, the climate ratios, the physics checks);
 * ``±s``: the sample standard deviation of :math:`m_i` over seeds (training randomness),
   shown when n ≥ 2.
 
@@ -59,7 +59,8 @@ def _finite(v: Any) -> bool:
 def _values(summary: Mapping[str, Any]) -> dict[str, tuple[float, float | None, float | None]]:
     """``{key: (estimate, low, high)}`` of one run's summary (intervals where it has them)."""
     intervals = {**(summary.get("intervals") or {}),
-                 **{f"physics_{k}": v for k, v in (summary.get("physics_intervals") or {}).items()}}
+                 **{f"physics_{k}": v for k, v in (summary.get("physics_intervals") or {}).items()},
+                 **{f"climate_{k}": v for k, v in (summary.get("climate_intervals") or {}).items()}}
     out: dict[str, tuple[float, float | None, float | None]] = {}
     keys = [k for k, _ in COLUMNS] + sorted(k for k in summary if k.startswith("physics_") and k != "physics_intervals")
     for key in keys:

@@ -19,7 +19,8 @@ def _job(learner, seed, vpt, lo, hi, rmse, deterministic=False, steps=10, second
             "train": {"steps": steps, "n_parameters": 100, "train_seconds": seconds},
             "summary": {"learner": learner, "vpt_median_lyapunov": vpt, "rmse_lead1": rmse,
                         "intervals": {"vpt_median_lyapunov": [lo, hi]}, "lyapunov_emulator": [1.5, 0.2],
-                        "physics_energy_mse": 0.1 * seed, "physics_intervals": {"energy_mse": [0.0, 0.2 * seed]}}}
+                        "physics_energy_mse": 0.1 * seed, "physics_intervals": {"energy_mse": [0.0, 0.2 * seed]},
+                        "climate_acf_ratio": 1.0 + seed, "climate_intervals": {"acf_ratio": [0.5, 2.0 + seed]}}}
 
 
 def test_rows_average_seeds_and_their_intervals():
@@ -35,6 +36,8 @@ def test_rows_average_seeds_and_their_intervals():
     assert rows["s4d"]["metrics"]["rmse_lead1"]["low"] is None  # no interval reported: none invented
     assert rows["s4d"]["metrics"]["lyapunov_1"]["mean"] == pytest.approx(1.5)
     assert rows["s4d"]["metrics"]["physics_energy_mse"]["high"] == pytest.approx(0.2)
+    acf = rows["s4d"]["metrics"]["climate_acf_ratio"]
+    assert (acf["mean"], acf["low"], acf["high"]) == (pytest.approx(2.0), pytest.approx(0.5), pytest.approx(3.0))
     assert rows["s4d"]["cost"]["train_seconds"] == pytest.approx(8 / 3)
     assert rows["persistence"]["n"] == 1 and rows["persistence"]["cost"]["steps"] == 0
     assert rows["persistence"]["metrics"]["vpt_median_lyapunov"]["sd"] is None
