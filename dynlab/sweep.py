@@ -2,8 +2,8 @@
 
 dynlab expands the sweep itself (hydra's override grammar parses it: ``a,b``,
 ``range(0,3)``, ``choice(a,b)``), runs each job as one ``dynlab run`` in
-``<sweep_dir>/<k=v,...>/`` (``sweep_dir`` defaults to ``runs/<name>``; the job's
-folder names its swept values), and writes ``<sweep_dir>/sweep.json`` and
+``<sweep_dir>/<k-v__...>/`` (``sweep_dir`` defaults to ``runs/<name>``; the job's
+folder names its swept values, e.g. ``runs/quickstart/learner-s4d__seed-0``), and writes ``<sweep_dir>/sweep.json`` and
 ``sweep.md``: each job's headline metrics, then their mean and spread over the
 swept seeds for every other combination. Jobs that agree on the dataset share the
 cached store (it is keyed by its config hash), so a seed sweep simulates once.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass
@@ -67,8 +68,15 @@ def expand_sweep(overrides: Sequence[str]) -> tuple[list[str], list[list[tuple[s
 
 
 def _label(job: list[tuple[str, str]]) -> str:
-    text = ",".join(f"{k}={v}" for k, v in sorted(job)) or "job"
-    return text.replace("/", "_").replace("\\", "_")
+    """The job's name in tables: ``learner=s4d,seed=0``."""
+    return ",".join(f"{k}={v}" for k, v in sorted(job)) or "job"
+
+
+def _folder(job: list[tuple[str, str]]) -> str:
+    """The job's folder: ``learner-s4d__seed-0`` (no ``=`` or ``,``, so that the path can be
+    passed as ``run=...`` on the command line without quotes)."""
+    text = "__".join(f"{k}-{v}" for k, v in sorted(job)) or "job"
+    return re.sub(r"[^A-Za-z0-9._+-]", "-", text)
 
 
 def _headline(summary: dict[str, Any]) -> dict[str, float]:
@@ -162,7 +170,7 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
     planned, skipped = [], []
     for job in jobs:
         label = _label(job)
-        run_dir = str(sweep_dir / label).replace("'", "\\'")
+        run_dir = str(sweep_dir / _folder(job)).replace("'", "\\'")
         more = [o for k, v in job for o in extra.get(k, {}).get(v, [])]
         cfg = compose("run", [*fixed, *(f"{k}={v}" for k, v in job), *more, f"run_dir='{run_dir}'"])
         cfg.sweep = {}  # a job of the sweep is one run

@@ -96,7 +96,11 @@ def test_comparison_table_end_to_end(tiny, tmp_path, capsys):
     # a constant forecast annihilates every direction: Lyapunov exponents of -inf, dimension 0
     assert rows["climatology"]["metrics"]["kaplan_yorke_emulator"]["mean"] == 0
     assert "| s4d | 2 |" in table and (out / "compare.png").exists()
-    assert not (out / "learner=persistence,seed=1").exists()
+    assert (out / "learner-s4d__seed-1" / "report.md").exists()
+    assert not (out / "learner-persistence__seed-1").exists()
+    # the job folders need no quoting on the command line
+    assert cli_main(["evaluate", f"run={out / 'learner-persistence__seed-0'}", "eval.horizon=4",
+                     "eval.starts_per_member=1", "eval.long_rollout=0", "eval.n_boot=20"]) == 0
     # rerunning the finished sweep reuses every job instead of redoing it
     capsys.readouterr()
     assert cli_main(argv) == 0
