@@ -147,8 +147,8 @@ def test_periodic_conv_field_is_translation_equivariant_and_local(codec):
 
 
 def test_periodic_conv_field_learns_lorenz96_from_fewer_samples_than_the_dense_field():
-    """The true Lorenz96 field −x_{k−1}(x_{k−2} − x_{k+1}) − x_k + F is the same function of a 4-site window at
-    every k, so it lies in the periodic_conv class (kernel 5): from 64 states and equal optimiser steps the
+    """The true Lorenz96 field −x_{k−1}(x_{k−2} − x_{k+1}) − x_k + F is the same function of a 4-site window
+    at every k, so it lies in the periodic_conv class (kernel 5): from 64 states and equal optimiser steps the
     lattice field generalises far better than the dense MLP (which sees each site's stencil only 64 times)."""
     from simulators import make_system
 

@@ -7,6 +7,8 @@ Equations"). :class:`MLPVectorField` is :math:`f_θ` (an MLP, or an affine map w
 ``hidden`` is empty); :class:`ODEFlow` integrates it over a time span with
 ``torchdiffeq.odeint`` — or ``odeint_adjoint`` (``adjoint=True``: gradients from the
 adjoint ODE solved backwards, memory independent of the number of solver steps).
+A plain MLP vector field is also the baseline of the Hamiltonian-network paper
+(Greydanus, Dzamba & Yosinski 2019).
 :class:`PeriodicConvVectorField` is the lattice version for fields on a periodic
 dimension (sites :math:`k = 1..K`, :math:`C` channels per site): the same MLP at every
 site, of the window :math:`z_{k-r..k+r}` (:math:`r = (s-1)/2` for kernel size :math:`s`),
@@ -15,8 +17,6 @@ site, of the window :math:`z_{k-r..k+r}` (:math:`r = (s-1)/2` for kernel size :m
 
 so rolling the state over :math:`k` rolls the field (translation equivariance); Lorenz96's
 :math:`\dot x_k = −x_{k−1}(x_{k−2} − x_{k+1}) − x_k + F` has this form with :math:`s = 5`.
-A plain MLP vector field is also the baseline of the Hamiltonian-network paper
-(Greydanus, Dzamba & Yosinski 2019).
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPVectorField", "PeriodicConvVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "no_autocast"]
+__all__ = ["MLPVectorField", "PeriodicConvVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS",
+           "ADAPTIVE_METHODS", "no_autocast"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4")
