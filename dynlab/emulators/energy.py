@@ -171,19 +171,22 @@ class EnergyBasedEmulator(AbstractEmulator):
         self.codec = codec
         self.normalizer = Normalizer(n_features)
         self.increment_normalizer = Normalizer(n_features)
+        # modules built in the same order with either encoder (the same seed gives the same dense model as before)
         if o.spatial_encoder == "periodic_conv":
             self.layout = SiteLayout(codec, o.spatial_dim)
             self.n_sites, C = self.layout.n_sites, self.layout.n_channels
             self.encoder = PeriodicConv(C, o.d_model, o.kernel_size)
+        else:
+            self.layout, self.n_sites = None, 1
+            self.encoder = nn.Linear(n_features, o.d_model)
+        self.backbone = SSMBackbone(o.d_model, o.n_layers, block=o.block, **dict(o.backbone or {}))
+        if self.layout is not None:
             self.energy_head = PeriodicEnergyHead(o.d_model, C, o.energy_width, o.energy_depth, o.confine,
                                                   o.kernel_size)
             guess = lambda: nn.Conv1d(o.d_model, C, 1)  # u0_k = W h_k, per site
         else:
-            self.layout, self.n_sites = None, 1
-            self.encoder = nn.Linear(n_features, o.d_model)
             self.energy_head = EnergyHead(o.d_model, n_features, o.energy_width, o.energy_depth, o.confine)
             guess = lambda: nn.Linear(o.d_model, n_features)
-        self.backbone = SSMBackbone(o.d_model, o.n_layers, block=o.block, **dict(o.backbone or {}))
         self.log_step_size = nn.Parameter(torch.tensor(math.log(o.step_size)))
         self.log_step_size._optim = {"weight_decay": 0.0}  # the trainer's AdamW would pull alpha toward 1
         self.initial_guess = guess() if o.init == "learned" else None
