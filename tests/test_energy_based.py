@@ -225,6 +225,96 @@ def test_tiny_dynlab_train_and_restore(l96, tmp_path):
     assert torch.isfinite(em(x)).all()
 
 
+# -- the lattice option: spatial_encoder=periodic_conv ------------------------------------------------------------
+def _roll_sites(x, shift):
+    """Roll Lorenz96 states ``(..., K)`` by ``shift`` sites."""
+    return x.roll(shift, dims=-1)
+
+
+def grad_at(head, h, u):
+    """∇_u E(h, u) per row."""
+    u = u.detach().requires_grad_(True)
+    return torch.autograd.grad(head(h, u).sum(), u)[0]
+
+
+def test_periodic_energy_is_a_sum_of_local_per_site_terms():
+    """Rolling h and u over the sites leaves E unchanged and rolls ∇_u E; with kernel 3 (r = 1) the gradient at
+    site k depends on u only within 2r = 2 sites, so perturbing one site moves the gradient at 5 of 8 sites."""
+    from dynlab.models.energy import PeriodicEnergyHead
+
+    torch.manual_seed(0)
+    head = PeriodicEnergyHead(4, 2, width=8, depth=2, confine=0.0, kernel_size=3).double()
+    h = torch.randn(3, 4, 8, dtype=torch.float64)
+    u = torch.randn(3, 2, 8, dtype=torch.float64)
+    for shift in (1, 3):
+        h_r, u_r = h.roll(shift, -1), u.roll(shift, -1)
+        torch.testing.assert_close(head(h_r, u_r), head(h, u), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad_at(head, h_r, u_r), grad_at(head, h, u).roll(shift, -1), rtol=1e-10,
+                                   atol=1e-12)
+    bump = u.clone()
+    bump[:, 1, 0] += 0.5  # channel 1 of site 0
+    moved = (grad_at(head, h, bump) - grad_at(head, h, u)).abs().amax(dim=(0, 1))  # (K,)
+    near = torch.tensor([1, 1, 1, 0, 0, 0, 1, 1], dtype=torch.bool)  # sites 6, 7, 0, 1, 2
+    assert float(moved[~near].max()) == 0.0 and float(moved[near].min()) > 0
+    with pytest.raises(ValueError, match=r"h must be \(N, 4, K\) and u \(N, 2, K\)"):
+        head(h, u[:, :1])
+
+
+@pytest.mark.parametrize("init", ["persistence", "learned"])
+def test_periodic_conv_contract_and_translation_equivariance(l96_data, init):
+    codec, x = l96_data
+    torch.manual_seed(0)
+    cfg = {"name": "energy_based", "d_model": 8, "n_layers": 1, "energy_width": 16, "init": init,
+           "infer_steps": 3, "spatial_encoder": "periodic_conv", "kernel_size": 3}
+    em = build_emulator(cfg, codec, x[:6]).double().eval()
+    assert em.layout.n_sites == 8 and em.layout.n_channels == 1
+    # pooled statistics: every site alike
+    assert torch.equal(em.normalizer.mean.roll(1), em.normalizer.mean)
+    assert torch.equal(em.increment_normalizer.std.roll(1), em.increment_normalizer.std)
+    windows = x[6:, :10]
+    assert_emulator_contract(em, windows, atol=1e-9)
+    em.set_inference(candidates=3)
+    assert_emulator_contract(em, windows, atol=1e-9)
+    em.set_inference(candidates=1)
+    with torch.no_grad():
+        pred, energy = em.predict_with_energy(windows)
+        for shift in (1, 4):
+            pred_r, energy_r = em.predict_with_energy(_roll_sites(windows, shift))
+            torch.testing.assert_close(pred_r, _roll_sites(pred, shift), rtol=0, atol=1e-10)
+            torch.testing.assert_close(energy_r, energy, rtol=1e-10, atol=1e-10)
+        assert float((pred - windows).abs().max()) > 1e-3  # the descent moved the candidates
+    # training mode (K drawn, jitter, noise, replay) runs and back-propagates through the per-site descent
+    em.train()
+    em(windows).square().mean().backward()
+    assert em.encoder.conv.weight.grad is not None and torch.isfinite(em.energy_head.window.conv.weight.grad).all()
+
+
+def test_periodic_conv_bad_options_and_dynlab_train(l96, tmp_path):
+    with pytest.raises(ValueError, match="spatial_encoder must be one of .* got 'conv'"):
+        EnergyBasedEmulator(StateCodec((FieldSpec("X", ("k",), (8,)),)), EnergyBasedOptions(spatial_encoder="conv"))
+    with pytest.raises(ValueError, match="kernel_size must be an odd positive integer, got 2"):
+        EnergyBasedEmulator(StateCodec((FieldSpec("X", ("k",), (8,)),)),
+                            EnergyBasedOptions(spatial_encoder="periodic_conv", kernel_size=2))
+    with pytest.raises(ValueError, match="needs a StateCodec"):
+        EnergyBasedEmulator(8, EnergyBasedOptions(spatial_encoder="periodic_conv"))
+    with pytest.raises(ValueError, match="variable 'X' has dims"):
+        EnergyBasedEmulator(StateCodec((FieldSpec("X", ("j",), (8,)),)),
+                            EnergyBasedOptions(spatial_encoder="periodic_conv"))
+    run_dir = tmp_path / "run"
+    cfg = compose("train", [f"data.store={l96}", f"run_dir={run_dir}", "learner=energy_based",
+                            "++learner.d_model=8", "++learner.n_layers=1", "++learner.energy_width=16",
+                            "learner.spatial_encoder=periodic_conv", "learner.kernel_size=3",
+                            "data.context=4", "data.stride=8", "train.steps=3", "train.batch_size=4",
+                            "train.val_every=3", "train.val_windows=4", "train.warmup=1", "progress=false",
+                            "train.dtype=float64"])
+    result = train(cfg, **QUIET)
+    assert result.complete and all(math.isfinite(v) for v in result.losses)
+    em = dynlab.load_emulator(run_dir)
+    assert isinstance(em, EnergyBasedEmulator) and em.options.spatial_encoder == "periodic_conv"
+    x = torch.randn(2, 5, 8, dtype=torch.float64) * 3 + 2
+    torch.testing.assert_close(em(_roll_sites(x, 2)), _roll_sites(em(x), 2), rtol=0, atol=1e-10)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("learner", ["energy_based", "neural_ode"])
 def test_trains_on_cuda_with_amp(l96, tmp_path, learner):

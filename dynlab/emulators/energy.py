@@ -31,6 +31,18 @@ best-of-``N`` candidates (the plain start plus ``N − 1`` fixed, seeded perturb
 size ``candidate_noise``), the one with the lowest final energy kept. The final energy is
 returned by :meth:`EnergyBasedEmulator.predict_with_energy` for use as an uncertainty.
 
+**Lattice option** (``spatial_encoder="periodic_conv"``, as the SSM emulators of
+:mod:`dynlab.emulators.ssm`): for fields on a periodic dimension (``k`` of Lorenz96,
+``C`` variables per site) a circular convolution encodes every site, the backbone runs on
+one sequence per site with weights shared over sites (``(B·K, L, d_model)``), and the energy
+is a sum of per-site terms (:class:`~dynlab.models.energy.PeriodicEnergyHead`)
+
+.. math::  E_θ(h_t, u) = \sum_k g_θ\big(h_{t,k}, u_{k-r..k+r}\big) + \tfrac c2 \lVert u\rVert^2,
+
+so the descent direction :math:`−∇_u E` is local and the whole predictor commutes with
+rolling the lattice (normalising statistics pooled over sites; the learned initial guess
+is a 1×1 map of :math:`h_{t,k}` per site).
+
 ``forward`` is teacher forcing through the backbone's parallel mode; ``step`` its
 recurrent mode; in ``eval()`` mode the descent is deterministic, so the two agree
 to round-off (the Emulator contract).
@@ -45,10 +57,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.energy import EnergyHead, ReplayBuffer, best_of_n, descend
+from ..models.energy import EnergyHead, PeriodicEnergyHead, ReplayBuffer, best_of_n, descend
 from ..models.neural_ode import no_autocast
 from .base import AbstractEmulator, Normalizer, features_of
 from .codec import StateCodec
+from .ssm import SPATIAL_ENCODERS, PeriodicConv, SiteLayout, check_spatial_options
 
 __all__ = ["EnergyBasedEmulator", "EnergyBasedOptions", "INITIAL_GUESSES"]
 
@@ -87,6 +100,11 @@ class EnergyBasedOptions:
                                  ge=0)
     physics_integrator: str = _opt("rk4", "integrator of the physics term's one cheap step over the save "
                                           "interval")
+    spatial_encoder: str | None = _opt(None, "null: dense encoder and energy; periodic_conv: per-site encoder, "
+                                             "backbone and a sum of per-site energies on a periodic lattice",
+                                       choices=SPATIAL_ENCODERS)
+    kernel_size: int = _opt(5, "odd window of sites of the periodic_conv encoder and energy", ge=1)
+    spatial_dim: str = _opt("k", "the periodic dimension (every codec variable must lie on it first)")
 
 
 def _positive_int(name: str, value, low: int = 1) -> int:
@@ -143,6 +161,7 @@ class EnergyBasedEmulator(AbstractEmulator):
         for name in ("confine", "step_size_jitter", "langevin_noise", "candidate_noise", "physics_weight"):
             _number(name, getattr(o, name))
         _number("replay_fraction", o.replay_fraction, high=1.0)
+        check_spatial_options(o.spatial_encoder, o.kernel_size, codec)
         if o.physics_weight > 0 and physics is None:
             raise ValueError("physics_weight > 0 needs the true system's one-step map (learner energy_based "
                              "builds it from the dataset's system and dt)")
@@ -152,12 +171,25 @@ class EnergyBasedEmulator(AbstractEmulator):
         self.codec = codec
         self.normalizer = Normalizer(n_features)
         self.increment_normalizer = Normalizer(n_features)
-        self.encoder = nn.Linear(n_features, o.d_model)
+        # modules built in the same order with either encoder (the same seed gives the same dense model as before)
+        if o.spatial_encoder == "periodic_conv":
+            self.layout = SiteLayout(codec, o.spatial_dim)
+            self.n_sites, C = self.layout.n_sites, self.layout.n_channels
+            self.encoder = PeriodicConv(C, o.d_model, o.kernel_size)
+        else:
+            self.layout, self.n_sites = None, 1
+            self.encoder = nn.Linear(n_features, o.d_model)
         self.backbone = SSMBackbone(o.d_model, o.n_layers, block=o.block, **dict(o.backbone or {}))
-        self.energy_head = EnergyHead(o.d_model, n_features, o.energy_width, o.energy_depth, o.confine)
+        if self.layout is not None:
+            self.energy_head = PeriodicEnergyHead(o.d_model, C, o.energy_width, o.energy_depth, o.confine,
+                                                  o.kernel_size)
+            guess = lambda: nn.Conv1d(o.d_model, C, 1)  # u0_k = W h_k, per site
+        else:
+            self.energy_head = EnergyHead(o.d_model, n_features, o.energy_width, o.energy_depth, o.confine)
+            guess = lambda: nn.Linear(o.d_model, n_features)
         self.log_step_size = nn.Parameter(torch.tensor(math.log(o.step_size)))
         self.log_step_size._optim = {"weight_decay": 0.0}  # the trainer's AdamW would pull alpha toward 1
-        self.initial_guess = nn.Linear(o.d_model, n_features) if o.init == "learned" else None
+        self.initial_guess = guess() if o.init == "learned" else None
         if self.initial_guess is not None:
             with torch.no_grad():
                 self.initial_guess.weight.mul_(0.1)
@@ -183,26 +215,46 @@ class EnergyBasedEmulator(AbstractEmulator):
 
     @torch.no_grad()
     def fit_normalizers(self, x: torch.Tensor) -> "EnergyBasedEmulator":
-        """State and increment statistics from training windows ``x`` ``(N, L >= 2, D)``."""
+        """State and increment statistics from training windows ``x`` ``(N, L >= 2, D)``
+        (each channel's pooled over sites with periodic_conv)."""
         self.check_windows(x, 2)
         x = x.detach().to("cpu", torch.float64)
-        self.normalizer.fit(x)
-        self.increment_normalizer.fit(x[:, 1:] - x[:, :-1])
+        for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
+            if self.layout is not None:
+                self.layout.pool(normalizer, data.reshape(-1, self.n_features))
+            else:
+                normalizer.fit(data)
         return self
 
     def _param_dtype(self) -> torch.dtype:
-        return self.encoder.weight.dtype
+        return next(self.encoder.parameters()).dtype
+
+    # -- lattice layout (periodic_conv) -----------------------------------------------------
+    def _encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised states ``(N, D)`` → backbone inputs ``(N·K, d_model)`` (``K = 1`` when dense)."""
+        if self.layout is None:
+            return self.encoder(z)
+        h = self.encoder(self.layout.to_sites(z))  # (N, d_model, K)
+        return h.transpose(1, 2).reshape(z.shape[0] * self.n_sites, -1)
+
+    def _site_contexts(self, h: torch.Tensor) -> torch.Tensor:
+        """Backbone outputs ``(N·K, d)`` → the energy's contexts: ``(N, d)`` dense, ``(N, d, K)`` on the lattice."""
+        if self.layout is None:
+            return h
+        return h.reshape(-1, self.n_sites, h.shape[-1]).transpose(1, 2)
 
     # -- the descent ------------------------------------------------------------------------
     def _energy_fn(self, h: torch.Tensor, u_phys: torch.Tensor | None, repeat: int = 1):
-        """E(h, ·) on candidates ``(repeat·M, D)`` (candidate-major) for contexts ``h`` ``(M, d)``."""
+        """E(h, ·) on candidates ``(repeat·M, D)`` (candidate-major) for contexts ``h`` ``(M, d)``
+        (``(M, d, K)`` on the lattice)."""
         if repeat > 1:
-            h = h.repeat(repeat, 1)
+            h = h.repeat(repeat, *[1] * (h.ndim - 1))
             u_phys = None if u_phys is None else u_phys.repeat(repeat, 1)
         w = self.options.physics_weight
+        layout = self.layout
 
         def energy(u: torch.Tensor) -> torch.Tensor:
-            e = self.energy_head(h, u)
+            e = self.energy_head(h, u if layout is None else layout.to_sites(u))
             if u_phys is not None:
                 e = e + (0.5 * w / self.n_features) * (u - u_phys).square().sum(-1)
             return e
@@ -213,7 +265,8 @@ class EnergyBasedEmulator(AbstractEmulator):
         return self.increment_normalizer.normalize(x_next - x_t)
 
     def _descend(self, h: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contexts ``h`` ``(M, d)``, states ``x_t`` ``(M, D)`` → predictions ``(M, D)`` and final energies ``(M,)``.
+        """Contexts ``h`` ``(M, d)`` (``(M, d, K)`` on the lattice), states ``x_t`` ``(M, D)`` → predictions
+        ``(M, D)`` and final energies ``(M,)``.
 
         The descent runs in the parameters' precision (AMP applies to the backbone only)."""
         with no_autocast(x_t):
@@ -224,6 +277,7 @@ class EnergyBasedEmulator(AbstractEmulator):
         M = x_t.shape[0]
         if self.initial_guess is not None:
             u0 = self.initial_guess(h)
+            u0 = u0 if self.layout is None else self.layout.from_sites(u0)
         else:  # persistence: x̂ = x_t
             u0 = self._to_increment(x_t, x_t).to(dtype)
         u_phys = None
@@ -261,17 +315,23 @@ class EnergyBasedEmulator(AbstractEmulator):
 
     # -- contract -------------------------------------------------------------------------
     def _contexts(self, x: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced contexts ``(B, L, d_model)`` of windows ``x`` ``(B, L, D)``."""
+        """Teacher-forced contexts of windows ``x`` ``(B, L, D)``, one row per position: ``(B·L, d_model)``
+        (``(B·L, d_model, K)`` on the lattice, the backbone run on ``(B·K, L, d_model)``)."""
+        B, L, D = x.shape
+        K, d = self.n_sites, self.options.d_model
         z = self.normalizer.normalize(x).to(self._param_dtype())
-        h, _ = self.backbone(self.encoder(z))
-        return h
+        inputs = self._encode(z.reshape(B * L, D)).reshape(B, L, K, d).transpose(1, 2).reshape(B * K, L, d)
+        h, _ = self.backbone(inputs)  # (B·K, L, d)
+        if self.layout is None:
+            return h.reshape(B * L, d)
+        return h.reshape(B, K, L, d).permute(0, 2, 3, 1).reshape(B * L, d, K)
 
     def predict_with_energy(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced predictions ``(B, L, D)`` and their final energies ``(B, L)``."""
         self.check_input(x, "x")
         B, L, D = x.shape
         h = self._contexts(x)
-        pred, e = self._descend(h.reshape(B * L, -1), x.reshape(B * L, D))
+        pred, e = self._descend(h, x.reshape(B * L, D))
         return pred.reshape(B, L, D), e.reshape(B, L)
 
     def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
@@ -281,7 +341,7 @@ class EnergyBasedEmulator(AbstractEmulator):
     def initial_state(self, batch: int, device=None, dtype=None) -> Any:
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ValueError(f"batch must be a positive integer, got {batch!r}")
-        return self.backbone.default_state(batch, device=device, dtype=self._param_dtype())
+        return self.backbone.default_state(batch * self.n_sites, device=device, dtype=self._param_dtype())
 
     def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
         if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
@@ -290,13 +350,14 @@ class EnergyBasedEmulator(AbstractEmulator):
         if forcing_t is not None:
             raise ValueError("EnergyBasedEmulator takes no forcing, got a forcing tensor")
         z = self.normalizer.normalize(x_t).to(self._param_dtype())
-        h, state = self.backbone.step(self.encoder(z), state)
-        pred, _ = self._descend(h, x_t)
+        h, state = self.backbone.step(self._encode(z), state)  # (B·K, d)
+        pred, _ = self._descend(self._site_contexts(h), x_t)
         return pred, state
 
     def extra_repr(self) -> str:
         return (f"n_features={self.n_features}, init={self.options.init!r}, infer_steps={self.infer_steps}, "
-                f"candidates={self.candidates}, physics_weight={self.options.physics_weight}")
+                f"candidates={self.candidates}, physics_weight={self.options.physics_weight}, "
+                f"spatial_encoder={self.options.spatial_encoder!r}")
 
 
 def options_from_mapping(opts: dict[str, Any]) -> EnergyBasedOptions:

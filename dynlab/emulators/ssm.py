@@ -40,7 +40,8 @@ from torch import nn
 from .base import AbstractEmulator, Normalizer, features_of
 from .codec import StateCodec
 
-__all__ = ["SSMEmulator", "SPATIAL_ENCODERS", "periodic_site_index"]
+__all__ = ["SSMEmulator", "SPATIAL_ENCODERS", "periodic_site_index", "PeriodicConv", "SiteLayout",
+           "check_spatial_options"]
 
 SPATIAL_ENCODERS = (None, "periodic_conv")
 
@@ -72,7 +73,17 @@ def periodic_site_index(codec: StateCodec, dim: str = "k") -> torch.Tensor:
     return torch.cat(blocks, dim=1)
 
 
-class _PeriodicConv(nn.Module):
+def check_spatial_options(spatial_encoder, kernel_size, codec=None) -> None:
+    """Validate ``spatial_encoder`` / ``kernel_size`` (shared by every learner with the lattice option)."""
+    if spatial_encoder not in SPATIAL_ENCODERS:
+        raise ValueError(f"spatial_encoder must be one of {list(SPATIAL_ENCODERS)}, got {spatial_encoder!r}")
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size!r}")
+    if spatial_encoder == "periodic_conv" and codec is None:
+        raise ValueError("spatial_encoder='periodic_conv' needs a StateCodec (to find the sites), got a feature count")
+
+
+class PeriodicConv(nn.Module):
     """Circular 1-D convolution over sites: ``(N, C_in, K) -> (N, C_out, K)``."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int):
@@ -82,6 +93,43 @@ class _PeriodicConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (self.pad, self.pad), mode="circular"))
+
+
+class SiteLayout(nn.Module):
+    """The flat features ``(N, D)`` of a lattice field as channels per site ``(N, C, K)`` and back.
+
+    Built from :func:`periodic_site_index`; the index buffers are not saved in checkpoints
+    (they follow from the codec). :meth:`pool` sets a :class:`Normalizer` from statistics pooled
+    over sites, so normalising keeps translation equivariance.
+    """
+
+    def __init__(self, codec: StateCodec, dim: str = "k"):
+        super().__init__()
+        index = periodic_site_index(codec, dim)  # (K, C)
+        self.n_sites, self.n_channels = index.shape
+        self.register_buffer("index", index.reshape(-1), persistent=False)
+        self.register_buffer("inverse", torch.argsort(index.reshape(-1)), persistent=False)
+        # one variable on (k,): features are already site-major, the gathers are identities
+        self.in_order = bool(torch.equal(index.reshape(-1), torch.arange(index.numel())))
+
+    def to_sites(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, D) -> (N, C, K)``."""
+        N = z.shape[0]
+        return (z if self.in_order else z[:, self.index]).reshape(N, self.n_sites, self.n_channels).transpose(1, 2)
+
+    def from_sites(self, y: torch.Tensor) -> torch.Tensor:
+        """``(N, C, K) -> (N, D)``."""
+        out = y.transpose(1, 2).reshape(y.shape[0], self.n_sites * self.n_channels)
+        return out if self.in_order else out[:, self.inverse]
+
+    @torch.no_grad()
+    def pool(self, normalizer: Normalizer, flat: torch.Tensor) -> None:
+        """Set ``normalizer`` from samples ``flat`` ``(N, D)`` with each channel's mean and std pooled over sites."""
+        sites = flat[:, self.index.cpu()].reshape(-1, self.n_sites, self.n_channels)
+        inverse = self.inverse.cpu()
+        per_feature = lambda v: v.expand(self.n_sites, self.n_channels).reshape(-1)[inverse]
+        normalizer.mean.copy_(per_feature(sites.mean(dim=(0, 1))))
+        normalizer.std.copy_(per_feature(sites.std(dim=(0, 1)).clamp_min(1e-8)))
 
 
 class SSMEmulator(AbstractEmulator):
@@ -115,10 +163,7 @@ class SSMEmulator(AbstractEmulator):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if block not in ("s4d", "mamba"):
             raise ValueError(f"block must be 's4d' or 'mamba', got {block!r}")
-        if spatial_encoder not in SPATIAL_ENCODERS:
-            raise ValueError(f"spatial_encoder must be one of {list(SPATIAL_ENCODERS)}, got {spatial_encoder!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd positive integer, got {kernel_size!r}")
+        check_spatial_options(spatial_encoder, kernel_size, codec)
         if not (isinstance(decoder_init_scale, (int, float)) and math.isfinite(decoder_init_scale)):
             raise ValueError(f"decoder_init_scale must be a finite number, got {decoder_init_scale!r}")
         from ..models.ssm import SSMBackbone
@@ -129,18 +174,12 @@ class SSMEmulator(AbstractEmulator):
         self.normalizer = Normalizer(n_features)
         self.increment_normalizer = Normalizer(n_features)
         if spatial_encoder == "periodic_conv":
-            if codec is None:
-                raise ValueError("spatial_encoder='periodic_conv' needs a StateCodec (to find the sites), "
-                                 "got a feature count")
-            site_index = periodic_site_index(codec, spatial_dim)  # (K, C)
-            self.n_sites, self.n_channels = site_index.shape
-            self.register_buffer("site_index", site_index.reshape(-1), persistent=False)
-            self.register_buffer("site_inverse", torch.argsort(site_index.reshape(-1)), persistent=False)
-            # one variable on (k,): features are already site-major, the gathers are identities
-            self._sites_in_order = bool(torch.equal(site_index.reshape(-1), torch.arange(site_index.numel())))
-            self.encoder = _PeriodicConv(self.n_channels, d_model, kernel_size)
-            self.decoder = _PeriodicConv(d_model, self.n_channels, kernel_size)
+            self.layout = SiteLayout(codec, spatial_dim)
+            self.n_sites, self.n_channels = self.layout.n_sites, self.layout.n_channels
+            self.encoder = PeriodicConv(self.n_channels, d_model, kernel_size)
+            self.decoder = PeriodicConv(d_model, self.n_channels, kernel_size)
         else:
+            self.layout = None
             self.n_sites, self.n_channels = 1, n_features
             self.encoder = nn.Linear(n_features, d_model)
             self.decoder = nn.Linear(d_model, n_features)
@@ -160,13 +199,8 @@ class SSMEmulator(AbstractEmulator):
         x = x.detach().to("cpu", torch.float64)
         for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
             flat = data.reshape(-1, self.n_features)
-            if self.spatial_encoder == "periodic_conv":
-                sites = flat[:, self.site_index.cpu()].reshape(-1, self.n_sites, self.n_channels)
-                mean = sites.mean(dim=(0, 1))  # (C,)
-                std = sites.std(dim=(0, 1)).clamp_min(1e-8)
-                per_feature = lambda v: v.expand(self.n_sites, self.n_channels).reshape(-1)[self.site_inverse.cpu()]
-                normalizer.mean.copy_(per_feature(mean))
-                normalizer.std.copy_(per_feature(std))
+            if self.layout is not None:
+                self.layout.pool(normalizer, flat)
             else:
                 normalizer.fit(flat)
         return self
@@ -179,10 +213,8 @@ class SSMEmulator(AbstractEmulator):
         """Normalised states ``(N, D)`` → backbone inputs ``(N·K, d_model)``."""
         if self.spatial_encoder is None:
             return self.encoder(z)
-        N = z.shape[0]
-        sites = (z if self._sites_in_order else z[:, self.site_index]).reshape(N, self.n_sites, self.n_channels)
-        h = self.encoder(sites.transpose(1, 2))  # (N, d_model, K)
-        return h.transpose(1, 2).reshape(N * self.n_sites, self.d_model)
+        h = self.encoder(self.layout.to_sites(z))  # (N, d_model, K)
+        return h.transpose(1, 2).reshape(z.shape[0] * self.n_sites, self.d_model)
 
     def _decode(self, h: torch.Tensor) -> torch.Tensor:
         """Backbone outputs ``(N·K, d_model)`` → normalised increments ``(N, D)``."""
@@ -190,8 +222,7 @@ class SSMEmulator(AbstractEmulator):
             return self.decoder(h)
         N = h.shape[0] // self.n_sites
         h = h.reshape(N, self.n_sites, self.d_model).transpose(1, 2)  # (N, d_model, K)
-        out = self.decoder(h).transpose(1, 2).reshape(N, self.n_sites * self.n_channels)  # (N, K·C)
-        return out if self._sites_in_order else out[:, self.site_inverse]
+        return self.layout.from_sites(self.decoder(h))
 
     def _increment(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         return x + self.increment_normalizer.denormalize(delta.to(x.dtype))

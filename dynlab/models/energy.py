@@ -33,7 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["descend", "best_of_n", "EnergyHead", "ReplayBuffer"]
+__all__ = ["descend", "best_of_n", "EnergyHead", "PeriodicEnergyHead", "ReplayBuffer"]
 
 EnergyFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -156,6 +156,50 @@ class EnergyHead(nn.Module):
             raise ValueError(f"h must be (N, d_context) and u (N, {self.n_features}), "
                              f"got {tuple(h.shape)} and {tuple(u.shape)}")
         return self.net(torch.cat((h.to(u.dtype), u), dim=-1)).squeeze(-1) + 0.5 * self.confine * u.square().sum(-1)
+
+
+class PeriodicEnergyHead(nn.Module):
+    r"""An energy that is a sum of per-site terms on a periodic lattice of ``K`` sites:
+
+    .. math::  E(h, u) = \sum_k g_θ\big(h_k, u_{k-r}, …, u_{k+r}\big) + \tfrac{c}{2}\lVert u\rVert^2
+
+    with :math:`r = (s-1)/2` for kernel size ``s``: a circular convolution of the candidate's
+    ``C`` channels over the window plus a 1×1 map of the site's context :math:`h_k` (together
+    the first layer of an MLP on :math:`[h_k, u_{k-r..k+r}]`), then 1×1 convolutions with SiLU
+    (an MLP per site) down to one value per site, summed over sites. So
+    :math:`\partial E/\partial u_k` depends only on sites within :math:`2r` of ``k`` and rolling
+    ``h`` and ``u`` over the sites leaves ``E`` unchanged and rolls :math:`\nabla_u E`.
+    Shapes: ``h`` ``(N, d_context, K)``, ``u`` ``(N, C, K)`` → ``(N,)``.
+    """
+
+    def __init__(self, d_context: int, n_channels: int, width: int = 64, depth: int = 2, confine: float = 0.01,
+                 kernel_size: int = 5):
+        super().__init__()
+        from ..emulators.ssm import PeriodicConv, check_spatial_options
+
+        for name, value in (("d_context", d_context), ("n_channels", n_channels), ("width", width),
+                            ("depth", depth)):
+            _check_count(name, value, 1)
+        if not (isinstance(confine, (int, float)) and math.isfinite(confine) and confine >= 0):
+            raise ValueError(f"confine must be a finite number >= 0, got {confine!r}")
+        check_spatial_options(None, kernel_size)  # the kernel size
+        self.window = PeriodicConv(n_channels, width, kernel_size)  # u_{k-r..k+r} -> width
+        self.context = nn.Conv1d(d_context, width, 1, bias=False)  # h_k -> width
+        layers: list[nn.Module] = [nn.SiLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Conv1d(width, width, 1), nn.SiLU()]
+        layers.append(nn.Conv1d(width, 1, 1))
+        self.net = nn.Sequential(*layers)
+        self.confine = float(confine)
+        self.d_context, self.n_channels = d_context, n_channels
+
+    def forward(self, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        if h.ndim != 3 or u.ndim != 3 or h.shape[0] != u.shape[0] or h.shape[2] != u.shape[2] \
+                or h.shape[1] != self.d_context or u.shape[1] != self.n_channels:
+            raise ValueError(f"h must be (N, {self.d_context}, K) and u (N, {self.n_channels}, K), "
+                             f"got {tuple(h.shape)} and {tuple(u.shape)}")
+        per_site = self.net(self.window(u) + self.context(h.to(u.dtype)))  # (N, 1, K)
+        return per_site.sum(dim=(1, 2)) + 0.5 * self.confine * u.square().sum(dim=(1, 2))
 
 
 class ReplayBuffer(nn.Module):

@@ -9,6 +9,14 @@ Equations"). :class:`MLPVectorField` is :math:`f_θ` (an MLP, or an affine map w
 adjoint ODE solved backwards, memory independent of the number of solver steps).
 A plain MLP vector field is also the baseline of the Hamiltonian-network paper
 (Greydanus, Dzamba & Yosinski 2019).
+:class:`PeriodicConvVectorField` is the lattice version for fields on a periodic
+dimension (sites :math:`k = 1..K`, :math:`C` channels per site): the same MLP at every
+site, of the window :math:`z_{k-r..k+r}` (:math:`r = (s-1)/2` for kernel size :math:`s`),
+
+.. math::  f_θ(z)_k = g_θ(z_{k-r}, …, z_{k+r}),
+
+so rolling the state over :math:`k` rolls the field (translation equivariance); Lorenz96's
+:math:`\dot x_k = −x_{k−1}(x_{k−2} − x_{k+1}) − x_k + F` has this form with :math:`s = 5`.
 """
 from __future__ import annotations
 
@@ -18,7 +26,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS", "ADAPTIVE_METHODS", "no_autocast"]
+__all__ = ["MLPVectorField", "PeriodicConvVectorField", "ODEFlow", "ACTIVATIONS", "FIXED_STEP_METHODS",
+           "ADAPTIVE_METHODS", "no_autocast"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "softplus": nn.Softplus}
 FIXED_STEP_METHODS = ("euler", "midpoint", "rk4")
@@ -68,8 +77,48 @@ class MLPVectorField(nn.Module):
         return self.net(z)
 
 
+class PeriodicConvVectorField(nn.Module):
+    r"""A translation-equivariant field on a periodic lattice: ``(N, C, K) -> (N, C, K)``.
+
+    A circular convolution of kernel size ``s`` over the sites (``C → hidden[0]``, the window
+    :math:`z_{k-r..k+r}`), then 1×1 convolutions with the ``hidden`` widths and ``activation``
+    in between (an MLP per site), the last one ``→ C`` with weights scaled by ``out_scale``.
+    ``hidden=()`` gives a local linear field (one circular convolution ``C → C``).
+    ``forward(t, z)`` has torchdiffeq's signature (``t`` is ignored).
+    """
+
+    def __init__(self, n_channels: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 out_scale: float = 0.1, kernel_size: int = 5):
+        super().__init__()
+        from ..emulators.ssm import PeriodicConv, check_spatial_options
+
+        if isinstance(n_channels, bool) or not isinstance(n_channels, int) or n_channels < 1:
+            raise ValueError(f"n_channels must be a positive integer, got {n_channels!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        check_spatial_options(None, kernel_size)  # the kernel size
+        widths = list(hidden)
+        for width in widths:
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise ValueError(f"hidden widths must be positive integers, got {widths!r}")
+        layers: list[nn.Module] = [PeriodicConv(n_channels, widths[0] if widths else n_channels, kernel_size)]
+        for d_in, d_out in zip(widths, widths[1:] + [n_channels]):
+            layers += [ACTIVATIONS[activation](), nn.Conv1d(d_in, d_out, 1)]
+        self.net = nn.Sequential(*layers)
+        last = layers[-1].conv if isinstance(layers[-1], PeriodicConv) else layers[-1]
+        with torch.no_grad():
+            last.weight.mul_(out_scale)
+            last.bias.mul_(out_scale)
+        self.n_channels, self.kernel_size = n_channels, kernel_size
+
+    def forward(self, t, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 3 or z.shape[1] != self.n_channels:
+            raise ValueError(f"z must have shape (N, {self.n_channels}, K), got {tuple(z.shape)}")
+        return self.net(z)
+
+
 class ODEFlow(nn.Module):
-    """The flow map of ``field`` over a span ``T``: ``z(0)`` ``(N, D)`` → ``z(T)`` ``(N, D)``.
+    """The flow map of ``field`` over a span ``T``: ``z(0)`` ``(N, ...)`` → ``z(T)`` (same shape).
 
     Args:
         field: a module ``field(t, z)``.
