@@ -61,7 +61,7 @@ from ..models.energy import EnergyHead, PeriodicEnergyHead, ReplayBuffer, best_o
 from ..models.neural_ode import no_autocast
 from .base import AbstractEmulator, Normalizer, features_of
 from .codec import StateCodec
-from .ssm import SPATIAL_ENCODERS, PeriodicConv, SiteLayout, check_spatial_options
+from .ssm import SPATIAL_ENCODERS, PeriodicConv, SiteLayout, check_spatial_options, fit_state_and_increments
 
 __all__ = ["EnergyBasedEmulator", "EnergyBasedOptions", "INITIAL_GUESSES"]
 
@@ -218,12 +218,7 @@ class EnergyBasedEmulator(AbstractEmulator):
         """State and increment statistics from training windows ``x`` ``(N, L >= 2, D)``
         (each channel's pooled over sites with periodic_conv)."""
         self.check_windows(x, 2)
-        x = x.detach().to("cpu", torch.float64)
-        for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
-            if self.layout is not None:
-                self.layout.pool(normalizer, data.reshape(-1, self.n_features))
-            else:
-                normalizer.fit(data)
+        fit_state_and_increments(x, self.normalizer, self.increment_normalizer, self.layout)
         return self
 
     def _param_dtype(self) -> torch.dtype:

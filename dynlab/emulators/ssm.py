@@ -132,6 +132,21 @@ class SiteLayout(nn.Module):
         normalizer.std.copy_(per_feature(sites.std(dim=(0, 1)).clamp_min(1e-8)))
 
 
+@torch.no_grad()
+def fit_state_and_increments(x: torch.Tensor, normalizer: Normalizer, increments: Normalizer,
+                             layout: SiteLayout | None = None) -> None:
+    """Set ``normalizer`` from the states of windows ``x`` ``(N, L >= 2, D)`` and ``increments``
+    from their one-step differences :math:`x_{t+1} − x_t`; with a ``layout`` each channel's
+    statistics are pooled over the lattice sites (translation-equivariant normalisation)."""
+    x = x.detach().to("cpu", torch.float64)
+    for normalizer_, data in ((normalizer, x), (increments, x[:, 1:] - x[:, :-1])):
+        flat = data.reshape(-1, x.shape[-1])
+        if layout is not None:
+            layout.pool(normalizer_, flat)
+        else:
+            normalizer_.fit(flat)
+
+
 class SSMEmulator(AbstractEmulator):
     """Encoder → SSM backbone → decoder of normalised increments (module docstring).
 
@@ -196,13 +211,8 @@ class SSMEmulator(AbstractEmulator):
         With the periodic encoder the statistics of each channel are pooled over sites.
         """
         self.check_windows(x, 2)
-        x = x.detach().to("cpu", torch.float64)
-        for normalizer, data in ((self.normalizer, x), (self.increment_normalizer, x[:, 1:] - x[:, :-1])):
-            flat = data.reshape(-1, self.n_features)
-            if self.layout is not None:
-                self.layout.pool(normalizer, flat)
-            else:
-                normalizer.fit(flat)
+        fit_state_and_increments(x, self.normalizer, self.increment_normalizer,
+                                 self.layout)
         return self
 
     # -- layout helpers -------------------------------------------------------------------
