@@ -108,6 +108,21 @@ class AbstractEmulator(nn.Module, ABC):
         elif self.n_forcing:
             raise ValueError(f"this emulator needs forcing with {self.n_forcing} features")
 
+    def check_step_input(self, x_t: torch.Tensor, forcing_t: torch.Tensor | None = None) -> None:
+        """Validate one step's ``x_t`` ``(B, D)`` of an emulator without forcing inputs."""
+        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
+        if forcing_t is not None:
+            raise ValueError(f"{type(self).__name__} takes no forcing, got a forcing tensor")
+
+    @staticmethod
+    def check_batch(batch: int) -> int:
+        """Validate the ``batch`` of :meth:`initial_state` (a positive integer)."""
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        return batch
+
     def check_windows(self, x: torch.Tensor, min_length: int = 1, *, finite: bool = False) -> None:
         """Validate training windows ``x`` ``(N, L >= min_length, D)`` (and, with ``finite``, their values)."""
         if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.n_features \
@@ -272,14 +287,9 @@ class AbstractMarkovEmulator(AbstractEmulator):
         return self.advance(x.reshape(B * L, D)).reshape(B, L, D)
 
     def initial_state(self, batch: int, device=None, dtype=None) -> Any:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.check_batch(batch)
         return None
 
     def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
-        if forcing_t is not None:
-            raise ValueError(f"{type(self).__name__} takes no forcing, got a forcing tensor")
+        self.check_step_input(x_t, forcing_t)
         return self.advance(x_t), None

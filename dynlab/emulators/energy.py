@@ -334,16 +334,11 @@ class EnergyBasedEmulator(AbstractEmulator):
         return self.predict_with_energy(x)[0]
 
     def initial_state(self, batch: int, device=None, dtype=None) -> Any:
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        self.check_batch(batch)
         return self.backbone.default_state(batch * self.n_sites, device=device, dtype=self._param_dtype())
 
     def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
-        if forcing_t is not None:
-            raise ValueError("EnergyBasedEmulator takes no forcing, got a forcing tensor")
+        self.check_step_input(x_t, forcing_t)
         z = self.normalizer.normalize(x_t).to(self._param_dtype())
         h, state = self.backbone.step(self._encode(z), state)  # (B·K, d)
         pred, _ = self._descend(self._site_contexts(h), x_t)

@@ -55,11 +55,6 @@ class HiPPOEmulator(AbstractEmulator):
         self.predictor = HiPPOPredictor(measure=measure, N=N, theta=theta, dt=float(dt), order=order,
                                         discretization=discretization)
 
-    def _check(self, x_t: torch.Tensor) -> None:
-        if not isinstance(x_t, torch.Tensor) or x_t.ndim != 2 or x_t.shape[-1] != self.n_features:
-            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
-            raise ValueError(f"x_t must have shape (B, {self.n_features}), got {shape}")
-
     def forward(self, x: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
         self.check_input(x, "x", forcing)
         return self.predictor(x)
@@ -68,7 +63,5 @@ class HiPPOEmulator(AbstractEmulator):
         return self.predictor.default_state(batch, device=device, dtype=dtype)
 
     def step(self, x_t: torch.Tensor, state: Any, forcing_t: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
-        self._check(x_t)
-        if forcing_t is not None:
-            raise ValueError("HiPPOEmulator takes no forcing, got a forcing tensor")
+        self.check_step_input(x_t, forcing_t)
         return self.predictor.step(x_t, state)
